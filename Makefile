@@ -1,0 +1,35 @@
+# Everything runs inside a local virtual environment in .venv so a fresh machine needs only python3.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck check clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the server on its embedded default (SQLite under ./data).
+run: $(STAMP)
+	$(BIN)/securekey server --data-dir ./data
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## Install everything and run the whole suite: lint, types, tests (PostgreSQL included).
+test: $(STAMP) lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+check: test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

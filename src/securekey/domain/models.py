@@ -1,0 +1,143 @@
+"""The entities: apps, add-ons, attachments, releases, key versions and audit events.
+
+Plain frozen records. None holds key material: pairs travel separately as ``KeyPair``.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from securekey.domain.names import attachment_var_name
+from securekey.domain.plans import SERVICE
+from securekey.exceptions import RefusedError
+
+__all__ = [
+    "Addon",
+    "App",
+    "Attachment",
+    "AuditEvent",
+    "KeyState",
+    "KeyVersion",
+    "Release",
+    "check_transition",
+    "new_id",
+]
+
+
+def new_id() -> str:
+    """A fresh UUID in its canonical text form, as the Heroku API uses for ``id``."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """A service that consumes config vars; ``release`` is its current release number."""
+
+    id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    release: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Addon:
+    """One rotating key pair, billed to ``app_id``, rotating every ``period``."""
+
+    id: str
+    name: str
+    app_id: str
+    plan: str
+    period: timedelta
+    created_at: datetime
+    updated_at: datetime
+    last_rotated_at: datetime
+    next_rotation_at: datetime
+    key_version: int = 2
+
+    @property
+    def plan_full_name(self) -> str:
+        """e.g. ``securekey:fortnightly``."""
+        return f"{SERVICE}:{self.plan}"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """An add-on seen from one app under ``name``; it sets the config var ``NAME_KEY``."""
+
+    id: str
+    addon_id: str
+    app_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def var_name(self) -> str:
+        """The config var this attachment sets on its app."""
+        return attachment_var_name(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """One config change on one app; ``config_fingerprint`` names the snapshot, not its values."""
+
+    id: str
+    app_id: str
+    version: int
+    description: str
+    config_fingerprint: str
+    actor: str
+    created_at: datetime
+
+
+class KeyState(enum.StrEnum):
+    """Where a key version stands. Only LATEST and PREVIOUS keep material."""
+
+    LATEST = "latest"
+    PREVIOUS = "previous"
+    RETIRED = "retired"  # rotated out normally
+    REVOKED = "revoked"  # replaced by an emergency rotation
+
+
+_TRANSITIONS: dict[KeyState, frozenset[KeyState]] = {
+    KeyState.LATEST: frozenset({KeyState.PREVIOUS, KeyState.REVOKED, KeyState.RETIRED}),
+    KeyState.PREVIOUS: frozenset({KeyState.RETIRED, KeyState.REVOKED}),
+    KeyState.RETIRED: frozenset(),
+    KeyState.REVOKED: frozenset(),
+}
+
+
+def check_transition(old: KeyState, new: KeyState) -> None:
+    """Refuse a key state change the lifecycle does not allow (e.g. RETIRED back to LATEST)."""
+    if new not in _TRANSITIONS[old]:
+        raise RefusedError(f"A key cannot go from {old.value} to {new.value}.")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVersion:
+    """History of one key of an add-on: fingerprint, state and times; never material."""
+
+    addon_id: str
+    version: int
+    fingerprint: str
+    state: KeyState
+    created_at: datetime
+    retired_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Who did what to which target, when; ``details`` carry names and fingerprints only."""
+
+    id: str
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    target_name: str
+    details: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,512 @@
+"""The SQL store: one implementation of ``services.ports.Store`` for SQLite and PostgreSQL.
+
+Values are encrypted here, on the way in, and decrypted on the way out: nothing above this
+module sees ciphertext and nothing below it sees plaintext.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.exc import OperationalError
+
+from securekey.crypto import Cipher
+from securekey.domain.keys import Key, KeyPair
+from securekey.domain.models import (
+    Addon,
+    App,
+    Attachment,
+    AuditEvent,
+    KeyState,
+    KeyVersion,
+    Release,
+)
+from securekey.domain.rotation import RotationOutcome
+from securekey.exceptions import ConflictError, IntegrityError
+from securekey.services.ports import ReleaseNotice
+from securekey.store import tables as t
+from securekey.store.engine import WRITE_OPTION, make_engine
+from securekey.store.migrate import upgrade
+
+__all__ = ["SqlRepository", "SqlStore"]
+
+Listener = Callable[[Sequence[ReleaseNotice]], None]
+
+
+def _looks_like_uuid(ref: str) -> bool:
+    return len(ref) == 36 and ref.count("-") == 4
+
+
+class SqlStore:
+    """A SQLAlchemy-backed store. ``migrate=True`` applies migrations on open."""
+
+    def __init__(self, engine: Engine, cipher: Cipher, *, migrate: bool = True) -> None:
+        self.engine = engine
+        self.cipher = cipher
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        if migrate:
+            upgrade(engine)
+
+    @classmethod
+    def open(cls, url: str, cipher: Cipher, *, migrate: bool = True) -> SqlStore:
+        """Open the database at ``url`` (SQLite or PostgreSQL)."""
+        return cls(make_engine(url), cipher, migrate=migrate)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with the releases of every committed transaction."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[SqlRepository]:
+        """One transaction; commits on success, rolls back on any exception."""
+        notices: list[ReleaseNotice] = []
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn = conn.execution_options(**{WRITE_OPTION: write})
+            try:
+                with conn.begin():
+                    yield SqlRepository(conn, self.cipher, notices)
+            except DBIntegrityError:
+                raise ConflictError(
+                    "A concurrent change took the same name or version; try again."
+                ) from None
+            except OperationalError as exc:
+                if "database is locked" in str(exc):
+                    raise ConflictError("The database is busy; try again.") from None
+                raise
+        if notices:
+            with self._lock:
+                listeners = list(self._listeners)
+            for listener in listeners:
+                listener(notices)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+
+class SqlRepository:
+    """``services.ports.Repository`` over one open connection and transaction."""
+
+    def __init__(self, conn: Connection, cipher: Cipher, notices: list[ReleaseNotice]) -> None:
+        self.conn = conn
+        self.cipher = cipher
+        self._notices = notices
+        self._pg = conn.dialect.name == "postgresql"
+
+    # ------------------------------------------------------------------ apps
+
+    def add_app(self, app: App) -> None:
+        self.conn.execute(
+            t.apps.insert().values(
+                id=app.id,
+                name=app.name,
+                release_version=app.release,
+                created_at=app.created_at,
+                updated_at=app.updated_at,
+            )
+        )
+
+    def get_app(self, ref: str, *, lock: bool = False) -> App | None:
+        col = t.apps.c.id if _looks_like_uuid(ref) else t.apps.c.name
+        query = sa.select(t.apps).where(col == ref)
+        if lock and self._pg:
+            query = query.with_for_update()
+        row = self.conn.execute(query).mappings().first()
+        return _app(row) if row else None
+
+    def list_apps(self) -> list[App]:
+        rows = self.conn.execute(sa.select(t.apps).order_by(t.apps.c.name)).mappings()
+        return [_app(r) for r in rows]
+
+    def rename_app(self, app_id: str, name: str, at: datetime) -> None:
+        self.conn.execute(
+            t.apps.update().where(t.apps.c.id == app_id).values(name=name, updated_at=at)
+        )
+
+    def delete_app(self, app_id: str) -> None:
+        self.conn.execute(t.apps.delete().where(t.apps.c.id == app_id))
+
+    # -------------------------------------------------------------- releases
+
+    def bump_release(self, app_id: str, at: datetime) -> int:
+        version = self.conn.execute(
+            t.apps.update()
+            .where(t.apps.c.id == app_id)
+            .values(release_version=t.apps.c.release_version + 1, updated_at=at)
+            .returning(t.apps.c.release_version)
+        ).scalar_one()
+        return int(version)
+
+    def add_release(self, release: Release) -> None:
+        self.conn.execute(
+            t.releases.insert().values(
+                id=release.id,
+                app_id=release.app_id,
+                version=release.version,
+                description=release.description,
+                config_fingerprint=release.config_fingerprint,
+                actor=release.actor,
+                created_at=release.created_at,
+            )
+        )
+        self._notices.append(ReleaseNotice(release.app_id, release.version))
+
+    def get_release(self, app_id: str, version: int) -> Release | None:
+        row = (
+            self.conn.execute(
+                sa.select(t.releases).where(
+                    t.releases.c.app_id == app_id, t.releases.c.version == version
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return _release(row) if row else None
+
+    def get_release_by_id(self, app_id: str, release_id: str) -> Release | None:
+        row = (
+            self.conn.execute(
+                sa.select(t.releases).where(
+                    t.releases.c.app_id == app_id, t.releases.c.id == release_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return _release(row) if row else None
+
+    def list_releases(
+        self,
+        app_id: str,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[Release]:
+        query = sa.select(t.releases).where(t.releases.c.app_id == app_id)
+        if start is not None:
+            query = query.where(t.releases.c.version >= start)
+        if end is not None:
+            query = query.where(t.releases.c.version <= end)
+        order = t.releases.c.version.desc() if descending else t.releases.c.version.asc()
+        query = query.order_by(order)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_release(r) for r in self.conn.execute(query).mappings()]
+
+    # -------------------------------------------------------- plain config vars
+
+    def get_plain_vars(self, app_id: str) -> dict[str, str]:
+        rows = self.conn.execute(
+            sa.select(t.config_vars.c.name, t.config_vars.c.value_enc).where(
+                t.config_vars.c.app_id == app_id
+            )
+        )
+        return {
+            name: self.cipher.decrypt(blob, _var_aad(app_id, name)).decode() for name, blob in rows
+        }
+
+    def put_plain_vars(self, app_id: str, changes: Mapping[str, str | None]) -> None:
+        for name, value in changes.items():
+            self.conn.execute(
+                t.config_vars.delete().where(
+                    t.config_vars.c.app_id == app_id, t.config_vars.c.name == name
+                )
+            )
+            if value is not None:
+                blob = self.cipher.encrypt(value.encode(), _var_aad(app_id, name))
+                self.conn.execute(
+                    t.config_vars.insert().values(app_id=app_id, name=name, value_enc=blob)
+                )
+
+    # ------------------------------------------------------------- add-ons
+
+    def add_addon(self, addon: Addon, pair: KeyPair) -> None:
+        self.conn.execute(t.addons.insert().values(**_addon_row(addon)))
+        for version, state, key in (
+            (addon.key_version - 1, KeyState.PREVIOUS, pair.previous),
+            (addon.key_version, KeyState.LATEST, pair.latest),
+        ):
+            self._insert_key(addon.id, version, state, key, addon.created_at)
+
+    def get_addon(self, ref: str, *, lock: bool = False) -> Addon | None:
+        col = t.addons.c.id if _looks_like_uuid(ref) else t.addons.c.name
+        query = sa.select(t.addons).where(col == ref)
+        if lock and self._pg:
+            query = query.with_for_update()
+        row = self.conn.execute(query).mappings().first()
+        return _addon(row) if row else None
+
+    def list_addons(self, *, app_id: str | None = None) -> list[Addon]:
+        query = sa.select(t.addons).order_by(t.addons.c.created_at, t.addons.c.name)
+        if app_id is not None:
+            query = query.where(t.addons.c.app_id == app_id)
+        return [_addon(r) for r in self.conn.execute(query).mappings()]
+
+    def get_pairs(self, addon_ids: Collection[str]) -> dict[str, KeyPair]:
+        if not addon_ids:
+            return {}
+        rows = self.conn.execute(
+            sa.select(
+                t.key_versions.c.addon_id,
+                t.key_versions.c.version,
+                t.key_versions.c.state,
+                t.key_versions.c.material_enc,
+            ).where(
+                t.key_versions.c.addon_id.in_(list(addon_ids)),
+                t.key_versions.c.state.in_([KeyState.LATEST.value, KeyState.PREVIOUS.value]),
+            )
+        )
+        found: dict[str, dict[str, Key]] = {}
+        for addon_id, version, state, blob in rows:
+            if blob is None:
+                raise IntegrityError("A key in service has no stored material.")
+            material = self.cipher.decrypt(blob, _key_aad(addon_id, version)).decode()
+            found.setdefault(addon_id, {})[state] = Key(material)
+        pairs = {}
+        for addon_id in addon_ids:
+            slots = found.get(addon_id, {})
+            if set(slots) != {KeyState.LATEST.value, KeyState.PREVIOUS.value}:
+                raise IntegrityError("An add-on does not have exactly one LATEST and PREVIOUS key.")
+            pairs[addon_id] = KeyPair(slots[KeyState.LATEST.value], slots[KeyState.PREVIOUS.value])
+        return pairs
+
+    def store_rotation(self, addon: Addon, outcome: RotationOutcome, at: datetime) -> None:
+        for version, state in outcome.transitions:
+            self.conn.execute(
+                t.key_versions.update()
+                .where(
+                    t.key_versions.c.addon_id == addon.id, t.key_versions.c.version == version
+                )
+                .values(
+                    state=state.value,
+                    material_enc=None if state in (KeyState.RETIRED, KeyState.REVOKED) else
+                    t.key_versions.c.material_enc,
+                    retired_at=at if state in (KeyState.RETIRED, KeyState.REVOKED) else None,
+                )
+            )  # fmt: skip
+        new_versions = [(outcome.latest_version, KeyState.LATEST, outcome.pair.latest)]
+        if outcome.previous_version not in {v for v, _ in outcome.transitions}:
+            new_versions.append(
+                (outcome.previous_version, KeyState.PREVIOUS, outcome.pair.previous)
+            )
+        for version, state, key in new_versions:
+            self._insert_key(addon.id, version, state, key, at)
+        self.conn.execute(
+            t.addons.update()
+            .where(t.addons.c.id == addon.id)
+            .values(
+                key_version=addon.key_version,
+                last_rotated_at=addon.last_rotated_at,
+                next_rotation_at=addon.next_rotation_at,
+                updated_at=addon.updated_at,
+            )
+        )
+
+    def list_key_versions(self, addon_id: str) -> list[KeyVersion]:
+        rows = self.conn.execute(
+            sa.select(
+                t.key_versions.c.version,
+                t.key_versions.c.fingerprint,
+                t.key_versions.c.state,
+                t.key_versions.c.created_at,
+                t.key_versions.c.retired_at,
+            )
+            .where(t.key_versions.c.addon_id == addon_id)
+            .order_by(t.key_versions.c.version)
+        )
+        return [
+            KeyVersion(addon_id, version, fp, KeyState(state), created, retired)
+            for version, fp, state, created, retired in rows
+        ]
+
+    def delete_addon(self, addon_id: str) -> None:
+        self.conn.execute(t.key_versions.delete().where(t.key_versions.c.addon_id == addon_id))
+        self.conn.execute(t.attachments.delete().where(t.attachments.c.addon_id == addon_id))
+        self.conn.execute(t.addons.delete().where(t.addons.c.id == addon_id))
+
+    def has_due(self, now: datetime) -> bool:
+        query = sa.select(t.addons.c.id).where(t.addons.c.next_rotation_at <= now).limit(1)
+        return self.conn.execute(query).first() is not None
+
+    def claim_due(self, now: datetime, exclude: Collection[str]) -> Addon | None:
+        query = (
+            sa.select(t.addons)
+            .where(t.addons.c.next_rotation_at <= now)
+            .order_by(t.addons.c.next_rotation_at)
+            .limit(1)
+        )
+        if exclude:
+            query = query.where(t.addons.c.id.not_in(list(exclude)))
+        if self._pg:
+            # Another process holding a row is rotating it: skip it, never wait, never repeat.
+            query = query.with_for_update(skip_locked=True)
+        row = self.conn.execute(query).mappings().first()
+        return _addon(row) if row else None
+
+    def _insert_key(
+        self, addon_id: str, version: int, state: KeyState, key: Key, at: datetime
+    ) -> None:
+        blob = self.cipher.encrypt(key.hex.encode(), _key_aad(addon_id, version))
+        self.conn.execute(
+            t.key_versions.insert().values(
+                addon_id=addon_id,
+                version=version,
+                fingerprint=key.fingerprint,
+                state=state.value,
+                material_enc=blob,
+                created_at=at,
+                retired_at=None,
+            )
+        )
+
+    # ---------------------------------------------------------- attachments
+
+    def add_attachment(self, attachment: Attachment) -> None:
+        self.conn.execute(
+            t.attachments.insert().values(
+                id=attachment.id,
+                addon_id=attachment.addon_id,
+                app_id=attachment.app_id,
+                name=attachment.name,
+                created_at=attachment.created_at,
+                updated_at=attachment.updated_at,
+            )
+        )
+
+    def get_attachment(self, ref: str, *, app_id: str | None = None) -> Attachment | None:
+        query = sa.select(t.attachments)
+        if _looks_like_uuid(ref):
+            query = query.where(t.attachments.c.id == ref)
+            if app_id is not None:
+                query = query.where(t.attachments.c.app_id == app_id)
+        elif app_id is not None:
+            query = query.where(t.attachments.c.app_id == app_id, t.attachments.c.name == ref)
+        else:
+            return None
+        row = self.conn.execute(query).mappings().first()
+        return _attachment(row) if row else None
+
+    def list_attachments(
+        self, *, addon_id: str | None = None, app_id: str | None = None
+    ) -> list[Attachment]:
+        query = sa.select(t.attachments).order_by(t.attachments.c.created_at, t.attachments.c.name)
+        if addon_id is not None:
+            query = query.where(t.attachments.c.addon_id == addon_id)
+        if app_id is not None:
+            query = query.where(t.attachments.c.app_id == app_id)
+        return [_attachment(r) for r in self.conn.execute(query).mappings()]
+
+    def delete_attachment(self, attachment_id: str) -> None:
+        self.conn.execute(t.attachments.delete().where(t.attachments.c.id == attachment_id))
+
+    # ---------------------------------------------------------------- audit
+
+    def add_event(self, event: AuditEvent) -> None:
+        self.conn.execute(
+            t.audit_events.insert().values(
+                id=event.id,
+                at=event.at,
+                actor=event.actor,
+                action=event.action,
+                target_type=event.target_type,
+                target_id=event.target_id,
+                target_name=event.target_name,
+                details=json.dumps(event.details, sort_keys=True),
+            )
+        )
+
+    def list_events(
+        self,
+        *,
+        action: str | None = None,
+        target_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        query = sa.select(t.audit_events).order_by(t.audit_events.c.seq)
+        if action is not None:
+            query = query.where(t.audit_events.c.action == action)
+        if target_id is not None:
+            query = query.where(t.audit_events.c.target_id == target_id)
+        if limit is not None:
+            query = query.limit(limit)
+        return [
+            AuditEvent(
+                r["id"], r["at"], r["actor"], r["action"], r["target_type"], r["target_id"],
+                r["target_name"], json.loads(r["details"]),
+            )
+            for r in self.conn.execute(query).mappings()
+        ]  # fmt: skip
+
+
+def _var_aad(app_id: str, name: str) -> bytes:
+    return f"config:{app_id}:{name}".encode()
+
+
+def _key_aad(addon_id: str, version: int) -> bytes:
+    return f"key:{addon_id}:{version}".encode()
+
+
+def _app(row: Any) -> App:
+    return App(row["id"], row["name"], row["created_at"], row["updated_at"], row["release_version"])
+
+
+def _addon(row: Any) -> Addon:
+    return Addon(
+        id=row["id"],
+        name=row["name"],
+        app_id=row["app_id"],
+        plan=row["plan"],
+        period=timedelta(seconds=row["period_seconds"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_rotated_at=row["last_rotated_at"],
+        next_rotation_at=row["next_rotation_at"],
+        key_version=row["key_version"],
+    )
+
+
+def _addon_row(addon: Addon) -> dict[str, Any]:
+    return {
+        "id": addon.id,
+        "name": addon.name,
+        "app_id": addon.app_id,
+        "plan": addon.plan,
+        "period_seconds": addon.period.total_seconds(),
+        "key_version": addon.key_version,
+        "created_at": addon.created_at,
+        "updated_at": addon.updated_at,
+        "last_rotated_at": addon.last_rotated_at,
+        "next_rotation_at": addon.next_rotation_at,
+    }
+
+
+def _attachment(row: Any) -> Attachment:
+    return Attachment(
+        row["id"], row["addon_id"], row["app_id"], row["name"], row["created_at"],
+        row["updated_at"],
+    )  # fmt: skip
+
+
+def _release(row: Any) -> Release:
+    return Release(
+        row["id"], row["app_id"], row["version"], row["description"],
+        row["config_fingerprint"], row["actor"], row["created_at"],
+    )  # fmt: skip

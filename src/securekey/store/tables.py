@@ -1,0 +1,156 @@
+"""The schema as SQLAlchemy Core tables; Alembic migrations create exactly this.
+
+Secrets live only in ``*_enc`` columns as AES-256-GCM ciphertext. Times are UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "UTCDateTime",
+    "addons",
+    "apps",
+    "attachments",
+    "audit_events",
+    "config_vars",
+    "key_versions",
+    "metadata",
+    "releases",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC on every backend; hands back aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+ID = String(36)
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(30), nullable=False, unique=True),
+    Column("release_version", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+config_vars = Table(
+    "config_vars",
+    metadata,
+    Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("value_enc", LargeBinary, nullable=False),
+)
+
+addons = Table(
+    "addons",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("app_id", ID, ForeignKey("apps.id"), nullable=False, index=True),
+    Column("plan", String(32), nullable=False),
+    Column("period_seconds", Float, nullable=False),
+    Column("key_version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("last_rotated_at", UTCDateTime, nullable=False),
+    # The scheduler's only query walks this index: a tick costs the same at any table size.
+    Column("next_rotation_at", UTCDateTime, nullable=False, index=True),
+)
+
+key_versions = Table(
+    "key_versions",
+    metadata,
+    Column("addon_id", ID, ForeignKey("addons.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("fingerprint", String(12), nullable=False),
+    Column("state", String(16), nullable=False),
+    # NULL once the key leaves service: history keeps fingerprints and times, never material.
+    Column("material_enc", LargeBinary, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime, nullable=True),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("addon_id", ID, ForeignKey("addons.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(60), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("app_id", "name"),
+)
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("config_fingerprint", String(16), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("app_id", "version"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", ID, nullable=False, unique=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False, index=True),
+    Column("target_type", String(32), nullable=False),
+    Column("target_id", ID, nullable=False, index=True),
+    Column("target_name", String(200), nullable=False),
+    Column("details", Text, nullable=False),
+)
