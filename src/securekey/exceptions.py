@@ -5,7 +5,8 @@ The tree (the API maps each leaf to an HTTP status and a stable ``id`` in one ta
     SecureKeyError
     ├── ValidationError          bad input: a name, a plan, a value        (422 invalid_params)
     ├── NotFoundError            unknown app, add-on, attachment, release  (404 not_found)
-    ├── ConflictError            a name already taken, a var clash         (422 / 409)
+    ├── ConflictError            a name already taken, a var clash         (422)
+    │   └── BusyError                a concurrent change won; try again    (409)
     ├── RefusedError             the rules forbid it now                   (422)
     │   ├── AttachedElsewhereError   destroy while other apps use the key
     │   └── LastAttachmentError      detaching an add-on's last attachment
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 __all__ = [
     "AttachedElsewhereError",
     "AuthenticationError",
+    "BusyError",
     "ConfigurationError",
     "ConflictError",
     "ForbiddenError",
@@ -82,6 +84,12 @@ class ConflictError(SecureKeyError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class BusyError(ConflictError):
+    """A concurrent change took the same row or name first; the request can be retried."""
+
+    id = "conflict"
 
 
 class RefusedError(SecureKeyError):

@@ -19,9 +19,14 @@ __all__ = [
     "App",
     "Attachment",
     "AuditEvent",
+    "Delivery",
     "KeyState",
     "KeyVersion",
+    "Principal",
     "Release",
+    "Token",
+    "TokenKind",
+    "Webhook",
     "check_transition",
     "new_id",
 ]
@@ -141,3 +146,70 @@ class AuditEvent:
     target_id: str
     target_name: str
     details: dict[str, str] = field(default_factory=dict)
+
+
+class TokenKind(enum.StrEnum):
+    """Operator tokens manage everything; app tokens read and watch one app's config vars."""
+
+    OPERATOR = "operator"
+    APP = "app"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A stored token: only the SHA-256 of its value is kept, never the value."""
+
+    id: str
+    kind: TokenKind
+    app_id: str | None
+    token_hash: str = field(repr=False)
+    description: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: an operator, or a service holding an app token for ``app_id``."""
+
+    kind: TokenKind
+    token_id: str
+    app_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return "operator" if self.kind is TokenKind.OPERATOR else f"app-token:{self.token_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """An app webhook in Heroku's shape: POSTs signed events of ``include`` kinds to ``url``."""
+
+    id: str
+    app_id: str
+    url: str
+    include: tuple[str, ...]
+    level: str
+    secret: str = field(repr=False)
+    created_at: datetime = field(compare=False)
+    updated_at: datetime = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event on its way to one webhook, retried with backoff until it succeeds or gives up."""
+
+    id: str
+    webhook_id: str
+    app_id: str
+    event_id: str
+    include: str
+    payload: str = field(repr=False)
+    status: str  # pending, retrying, succeeded, failed
+    num_attempts: int
+    next_attempt_at: datetime | None
+    last_code: int | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime

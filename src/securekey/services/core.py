@@ -47,6 +47,7 @@ from securekey.exceptions import (
     ValidationError,
 )
 from securekey.services.ports import Repository, Store
+from securekey.services.webhooks import enqueue_release
 
 __all__ = [
     "DEFAULT_ATTACHMENT",
@@ -226,11 +227,27 @@ class SecureKeyService:
                 parts.append(describe_unset(unset_names))
             release = self._release(tx, app, " and ".join(parts), actor, now)
             if set_names:
-                self._audit(tx, actor, "config.set", "app", app.id, app.name,
-                            {"vars": ",".join(set_names)}, now)  # fmt: skip
+                self._audit(
+                    tx,
+                    actor,
+                    "config.set",
+                    "app",
+                    app.id,
+                    app.name,
+                    {"vars": ",".join(set_names)},
+                    now,
+                )
             if unset_names:
-                self._audit(tx, actor, "config.unset", "app", app.id, app.name,
-                            {"vars": ",".join(unset_names)}, now)  # fmt: skip
+                self._audit(
+                    tx,
+                    actor,
+                    "config.unset",
+                    "app",
+                    app.id,
+                    app.name,
+                    {"vars": ",".join(unset_names)},
+                    now,
+                )
             return release
 
     # -------------------------------------------------------------- releases
@@ -310,11 +327,23 @@ class SecureKeyService:
             attachment = Attachment(new_id(), addon.id, app.id, att_name, now, now)
             tx.add_attachment(attachment)
             release = self._release(tx, app, describe_attach(att_name, addon.name), actor, now)
-            self._audit(tx, actor, "addon.create", "addon", addon.id, addon.name, {
-                "app": app.name, "plan": addon.plan_full_name, "attachment": att_name,
-                "period_seconds": f"{the_period.total_seconds():g}",
-                "latest": pair.latest.fingerprint, "previous": pair.previous.fingerprint,
-            }, now)  # fmt: skip
+            self._audit(
+                tx,
+                actor,
+                "addon.create",
+                "addon",
+                addon.id,
+                addon.name,
+                {
+                    "app": app.name,
+                    "plan": addon.plan_full_name,
+                    "attachment": att_name,
+                    "period_seconds": f"{the_period.total_seconds():g}",
+                    "latest": pair.latest.fingerprint,
+                    "previous": pair.previous.fingerprint,
+                },
+                now,
+            )
         log.info("created %s on %s as %s", addon.name, app.name, attachment.var_name)
         return AddonCreated(addon, attachment, release)
 
@@ -326,8 +355,8 @@ class SecureKeyService:
     def resolve_addon(self, ref: str, app_ref: str | None = None) -> Addon:
         """An add-on by id or name, or by attachment name on ``app_ref`` (Heroku's resolve)."""
         with self.store.transaction(write=False) as tx:
-            found = tx.get_addon(ref)
-            if found is None and app_ref is not None:
+            found = tx.get_addon(ref) if _plausible(ref) else None
+            if found is None and app_ref is not None and _plausible(ref):
                 app = self._app(tx, app_ref)
                 att = tx.get_attachment(ref, app_id=app.id)
                 if att is not None:
@@ -402,15 +431,23 @@ class SecureKeyService:
             attachment = Attachment(new_id(), addon.id, app.id, att_name, now, now)
             tx.add_attachment(attachment)
             release = self._release(tx, app, describe_attach(att_name, addon.name), actor, now)
-            self._audit(tx, actor, "addon.attach", "addon", addon.id, addon.name,
-                        {"app": app.name, "attachment": att_name}, now)  # fmt: skip
+            self._audit(
+                tx,
+                actor,
+                "addon.attach",
+                "addon",
+                addon.id,
+                addon.name,
+                {"app": app.name, "attachment": att_name},
+                now,
+            )
             return attachment, release
 
     def get_attachment(self, ref: str, *, app_ref: str | None = None) -> Attachment:
         """An attachment by id, or by name on ``app_ref``."""
         with self.store.transaction(write=False) as tx:
             app_id = self._app(tx, app_ref).id if app_ref is not None else None
-            att = tx.get_attachment(ref, app_id=app_id)
+            att = tx.get_attachment(ref, app_id=app_id) if _plausible(ref) else None
             if att is None:
                 raise NotFoundError("add_on_attachment", ref)
             return att
@@ -431,7 +468,11 @@ class SecureKeyService:
         now = self.clock.now()
         with self.store.transaction() as tx:
             app_id = self._app(tx, app_ref).id if app_ref is not None else None
-            att = tx.get_attachment(attachment_ref, app_id=app_id)
+            att = (
+                tx.get_attachment(attachment_ref, app_id=app_id)
+                if _plausible(attachment_ref)
+                else None
+            )
             if att is None:
                 raise NotFoundError("add_on_attachment", attachment_ref)
             addon = self._addon(tx, att.addon_id, lock=True)
@@ -440,8 +481,16 @@ class SecureKeyService:
                 raise LastAttachmentError(addon.name)
             tx.delete_attachment(att.id)
             release = self._release(tx, app, describe_detach(att.name, addon.name), actor, now)
-            self._audit(tx, actor, "addon.detach", "addon", addon.id, addon.name,
-                        {"app": app.name, "attachment": att.name}, now)  # fmt: skip
+            self._audit(
+                tx,
+                actor,
+                "addon.detach",
+                "addon",
+                addon.id,
+                addon.name,
+                {"app": app.name, "attachment": att.name},
+                now,
+            )
             return att, release
 
     # -------------------------------------------------------------- rotation
@@ -481,8 +530,16 @@ class SecureKeyService:
         with self.store.transaction() as tx:
             addon = tx.get_addon(addon_id)
             name = addon.name if addon else addon_id
-            self._audit(tx, actor, "addon.rotate_failed", "addon", addon_id, name,
-                        {"reason": reason[:200]}, now)  # fmt: skip
+            self._audit(
+                tx,
+                actor,
+                "addon.rotate_failed",
+                "addon",
+                addon_id,
+                name,
+                {"reason": reason[:200]},
+                now,
+            )
 
     # ----------------------------------------------------------------- audit
 
@@ -515,13 +572,23 @@ class SecureKeyService:
             text = describe_rotation(att.name, addon.name, emergency=emergency)
             releases.append(self._release(tx, app, text, actor, now))
         action = "addon.rotate_emergency" if emergency else "addon.rotate"
-        self._audit(tx, actor, action, "addon", addon.id, addon.name, {
-            "retired": pair.previous.fingerprint if not emergency else
-            f"{pair.latest.fingerprint},{pair.previous.fingerprint}",
-            "latest": outcome.pair.latest.fingerprint,
-            "previous": outcome.pair.previous.fingerprint,
-            "apps": str(len(attachments)),
-        }, now)  # fmt: skip
+        self._audit(
+            tx,
+            actor,
+            action,
+            "addon",
+            addon.id,
+            addon.name,
+            {
+                "retired": pair.previous.fingerprint
+                if not emergency
+                else f"{pair.latest.fingerprint},{pair.previous.fingerprint}",
+                "latest": outcome.pair.latest.fingerprint,
+                "previous": outcome.pair.previous.fingerprint,
+                "apps": str(len(attachments)),
+            },
+            now,
+        )
         log.info(
             "rotated %s%s: latest %s, previous %s, %d app(s)",
             addon.name,
@@ -545,10 +612,20 @@ class SecureKeyService:
             app = self._app(tx, att.app_id)
             self._release(tx, app, describe_detach(att.name, addon.name), actor, now)
         tx.delete_addon(addon.id)
-        self._audit(tx, actor, "addon.destroy", "addon", addon.id, addon.name, {
-            "detached": ",".join(a.name for a in attachments),
-            "latest": pair.latest.fingerprint, "previous": pair.previous.fingerprint,
-        }, now)  # fmt: skip
+        self._audit(
+            tx,
+            actor,
+            "addon.destroy",
+            "addon",
+            addon.id,
+            addon.name,
+            {
+                "detached": ",".join(a.name for a in attachments),
+                "latest": pair.latest.fingerprint,
+                "previous": pair.previous.fingerprint,
+            },
+            now,
+        )
 
     def _other_attachments(
         self, tx: Repository, addon: Addon, billing_app_id: str
@@ -606,6 +683,7 @@ class SecureKeyService:
             created_at=now,
         )
         tx.add_release(release)
+        enqueue_release(tx, app, release, now)
         return release
 
     def _audit(
@@ -625,14 +703,19 @@ class SecureKeyService:
 
     @staticmethod
     def _app(tx: Repository, ref: str, *, lock: bool = False) -> App:
-        app = tx.get_app(ref, lock=lock)
+        app = tx.get_app(ref, lock=lock) if _plausible(ref) else None
         if app is None:
             raise NotFoundError("app", ref)
         return app
 
     @staticmethod
     def _addon(tx: Repository, ref: str, *, lock: bool = False) -> Addon:
-        addon = tx.get_addon(ref, lock=lock)
+        addon = tx.get_addon(ref, lock=lock) if _plausible(ref) else None
         if addon is None:
             raise NotFoundError("add_on", ref)
         return addon
+
+
+def _plausible(ref: str) -> bool:
+    """Whether a reference could name anything: no NUL bytes, not absurdly long."""
+    return isinstance(ref, str) and 0 < len(ref) <= 200 and "\x00" not in ref

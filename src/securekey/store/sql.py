@@ -25,18 +25,25 @@ from securekey.domain.models import (
     App,
     Attachment,
     AuditEvent,
+    Delivery,
     KeyState,
     KeyVersion,
     Release,
+    Token,
+    TokenKind,
+    Webhook,
 )
 from securekey.domain.rotation import RotationOutcome
-from securekey.exceptions import ConflictError, IntegrityError
+from securekey.exceptions import BusyError, IntegrityError
 from securekey.services.ports import ReleaseNotice
 from securekey.store import tables as t
 from securekey.store.engine import WRITE_OPTION, make_engine
 from securekey.store.migrate import upgrade
 
-__all__ = ["SqlRepository", "SqlStore"]
+__all__ = ["RELEASE_CHANNEL", "SqlRepository", "SqlStore"]
+
+#: PostgreSQL NOTIFY channel on which every committed release is announced as ``app_id:version``.
+RELEASE_CHANNEL = "securekey_release"
 
 Listener = Callable[[Sequence[ReleaseNotice]], None]
 
@@ -82,12 +89,12 @@ class SqlStore:
                 with conn.begin():
                     yield SqlRepository(conn, self.cipher, notices)
             except DBIntegrityError:
-                raise ConflictError(
+                raise BusyError(
                     "A concurrent change took the same name or version; try again."
                 ) from None
             except OperationalError as exc:
                 if "database is locked" in str(exc):
-                    raise ConflictError("The database is busy; try again.") from None
+                    raise BusyError("The database is busy; try again.") from None
                 raise
         if notices:
             with self._lock:
@@ -166,6 +173,12 @@ class SqlRepository:
             )
         )
         self._notices.append(ReleaseNotice(release.app_id, release.version))
+        if self._pg:
+            # Other replicas learn of the release on commit; the payload carries ids only.
+            self.conn.execute(
+                sa.text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": RELEASE_CHANNEL, "payload": f"{release.app_id}:{release.version}"},
+            )
 
     def get_release(self, app_id: str, version: int) -> Release | None:
         row = (
@@ -292,16 +305,15 @@ class SqlRepository:
         for version, state in outcome.transitions:
             self.conn.execute(
                 t.key_versions.update()
-                .where(
-                    t.key_versions.c.addon_id == addon.id, t.key_versions.c.version == version
-                )
+                .where(t.key_versions.c.addon_id == addon.id, t.key_versions.c.version == version)
                 .values(
                     state=state.value,
-                    material_enc=None if state in (KeyState.RETIRED, KeyState.REVOKED) else
-                    t.key_versions.c.material_enc,
+                    material_enc=None
+                    if state in (KeyState.RETIRED, KeyState.REVOKED)
+                    else t.key_versions.c.material_enc,
                     retired_at=at if state in (KeyState.RETIRED, KeyState.REVOKED) else None,
                 )
-            )  # fmt: skip
+            )
         new_versions = [(outcome.latest_version, KeyState.LATEST, outcome.pair.latest)]
         if outcome.previous_version not in {v for v, _ in outcome.transitions}:
             new_versions.append(
@@ -417,6 +429,149 @@ class SqlRepository:
     def delete_attachment(self, attachment_id: str) -> None:
         self.conn.execute(t.attachments.delete().where(t.attachments.c.id == attachment_id))
 
+    # --------------------------------------------------------------- tokens
+
+    def add_token(self, token: Token) -> None:
+        self.conn.execute(
+            t.tokens.insert().values(
+                id=token.id,
+                kind=token.kind.value,
+                app_id=token.app_id,
+                token_hash=token.token_hash,
+                description=token.description,
+                created_at=token.created_at,
+                last_used_at=token.last_used_at,
+            )
+        )
+
+    def find_token(self, token_hash: str) -> Token | None:
+        row = (
+            self.conn.execute(sa.select(t.tokens).where(t.tokens.c.token_hash == token_hash))
+            .mappings()
+            .first()
+        )
+        return _token(row) if row else None
+
+    def list_tokens(self, *, app_id: str | None = None, kind: str | None = None) -> list[Token]:
+        query = sa.select(t.tokens).order_by(t.tokens.c.created_at, t.tokens.c.id)
+        if app_id is not None:
+            query = query.where(t.tokens.c.app_id == app_id)
+        if kind is not None:
+            query = query.where(t.tokens.c.kind == kind)
+        return [_token(r) for r in self.conn.execute(query).mappings()]
+
+    def delete_token(self, token_id: str) -> None:
+        self.conn.execute(t.tokens.delete().where(t.tokens.c.id == token_id))
+
+    # ------------------------------------------------------------- webhooks
+
+    def add_webhook(self, webhook: Webhook) -> None:
+        self.conn.execute(
+            t.webhooks.insert().values(
+                id=webhook.id,
+                app_id=webhook.app_id,
+                url=webhook.url,
+                include=json.dumps(list(webhook.include)),
+                level=webhook.level,
+                secret_enc=self.cipher.encrypt(webhook.secret.encode(), _hook_aad(webhook.id)),
+                created_at=webhook.created_at,
+                updated_at=webhook.updated_at,
+            )
+        )
+
+    def get_webhook(self, app_id: str, webhook_id: str) -> Webhook | None:
+        row = (
+            self.conn.execute(
+                sa.select(t.webhooks).where(
+                    t.webhooks.c.app_id == app_id, t.webhooks.c.id == webhook_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return self._webhook(row) if row else None
+
+    def list_webhooks(self, app_id: str) -> list[Webhook]:
+        query = (
+            sa.select(t.webhooks)
+            .where(t.webhooks.c.app_id == app_id)
+            .order_by(t.webhooks.c.created_at, t.webhooks.c.id)
+        )
+        return [self._webhook(r) for r in self.conn.execute(query).mappings()]
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self.conn.execute(
+            t.webhook_deliveries.delete().where(t.webhook_deliveries.c.webhook_id == webhook_id)
+        )
+        self.conn.execute(t.webhooks.delete().where(t.webhooks.c.id == webhook_id))
+
+    def add_delivery(self, delivery: Delivery) -> None:
+        self.conn.execute(t.webhook_deliveries.insert().values(**_delivery_row(delivery)))
+
+    def get_delivery(self, app_id: str, delivery_id: str) -> Delivery | None:
+        row = (
+            self.conn.execute(
+                sa.select(t.webhook_deliveries).where(
+                    t.webhook_deliveries.c.app_id == app_id,
+                    t.webhook_deliveries.c.id == delivery_id,
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return _delivery(row) if row else None
+
+    def list_deliveries(self, app_id: str) -> list[Delivery]:
+        query = (
+            sa.select(t.webhook_deliveries)
+            .where(t.webhook_deliveries.c.app_id == app_id)
+            .order_by(t.webhook_deliveries.c.created_at, t.webhook_deliveries.c.id)
+        )
+        return [_delivery(r) for r in self.conn.execute(query).mappings()]
+
+    def claim_due_delivery(self, now: datetime, exclude: Collection[str]) -> Delivery | None:
+        c = t.webhook_deliveries.c
+        query = (
+            sa.select(t.webhook_deliveries)
+            .where(c.next_attempt_at.is_not(None), c.next_attempt_at <= now)
+            .order_by(c.next_attempt_at)
+            .limit(1)
+        )
+        if exclude:
+            query = query.where(c.id.not_in(list(exclude)))
+        if self._pg:
+            query = query.with_for_update(skip_locked=True)
+        row = self.conn.execute(query).mappings().first()
+        return _delivery(row) if row else None
+
+    def update_delivery(self, delivery: Delivery) -> None:
+        row = _delivery_row(delivery)
+        self.conn.execute(
+            t.webhook_deliveries.update()
+            .where(t.webhook_deliveries.c.id == delivery.id)
+            .values(
+                status=row["status"],
+                num_attempts=row["num_attempts"],
+                next_attempt_at=row["next_attempt_at"],
+                last_code=row["last_code"],
+                last_error=row["last_error"],
+                updated_at=row["updated_at"],
+            )
+        )
+
+    def _webhook(self, row: Any) -> Webhook:
+        secret = self.cipher.decrypt(row["secret_enc"], _hook_aad(row["id"])).decode()
+        return Webhook(
+            row["id"],
+            row["app_id"],
+            row["url"],
+            tuple(json.loads(row["include"])),
+            row["level"],
+            secret,
+            row["created_at"],
+            row["updated_at"],
+        )
+
     # ---------------------------------------------------------------- audit
 
     def add_event(self, event: AuditEvent) -> None:
@@ -449,11 +604,17 @@ class SqlRepository:
             query = query.limit(limit)
         return [
             AuditEvent(
-                r["id"], r["at"], r["actor"], r["action"], r["target_type"], r["target_id"],
-                r["target_name"], json.loads(r["details"]),
+                r["id"],
+                r["at"],
+                r["actor"],
+                r["action"],
+                r["target_type"],
+                r["target_id"],
+                r["target_name"],
+                json.loads(r["details"]),
             )
             for r in self.conn.execute(query).mappings()
-        ]  # fmt: skip
+        ]
 
 
 def _var_aad(app_id: str, name: str) -> bytes:
@@ -462,6 +623,58 @@ def _var_aad(app_id: str, name: str) -> bytes:
 
 def _key_aad(addon_id: str, version: int) -> bytes:
     return f"key:{addon_id}:{version}".encode()
+
+
+def _hook_aad(webhook_id: str) -> bytes:
+    return f"webhook:{webhook_id}".encode()
+
+
+def _token(row: Any) -> Token:
+    return Token(
+        row["id"],
+        TokenKind(row["kind"]),
+        row["app_id"],
+        row["token_hash"],
+        row["description"],
+        row["created_at"],
+        row["last_used_at"],
+    )
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        webhook_id=row["webhook_id"],
+        app_id=row["app_id"],
+        event_id=row["event_id"],
+        include=row["include"],
+        payload=row["payload"],
+        status=row["status"],
+        num_attempts=row["num_attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_code=row["last_code"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _delivery_row(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "webhook_id": d.webhook_id,
+        "app_id": d.app_id,
+        "event_id": d.event_id,
+        "include": d.include,
+        "payload": d.payload,
+        "status": d.status,
+        "num_attempts": d.num_attempts,
+        "next_attempt_at": d.next_attempt_at,
+        "last_code": d.last_code,
+        "last_error": d.last_error,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+    }
 
 
 def _app(row: Any) -> App:
@@ -500,13 +713,22 @@ def _addon_row(addon: Addon) -> dict[str, Any]:
 
 def _attachment(row: Any) -> Attachment:
     return Attachment(
-        row["id"], row["addon_id"], row["app_id"], row["name"], row["created_at"],
+        row["id"],
+        row["addon_id"],
+        row["app_id"],
+        row["name"],
+        row["created_at"],
         row["updated_at"],
-    )  # fmt: skip
+    )
 
 
 def _release(row: Any) -> Release:
     return Release(
-        row["id"], row["app_id"], row["version"], row["description"],
-        row["config_fingerprint"], row["actor"], row["created_at"],
-    )  # fmt: skip
+        row["id"],
+        row["app_id"],
+        row["version"],
+        row["description"],
+        row["config_fingerprint"],
+        row["actor"],
+        row["created_at"],
+    )

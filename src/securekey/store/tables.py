@@ -34,6 +34,9 @@ __all__ = [
     "key_versions",
     "metadata",
     "releases",
+    "tokens",
+    "webhook_deliveries",
+    "webhooks",
 ]
 
 metadata = MetaData(
@@ -153,4 +156,51 @@ audit_events = Table(
     Column("target_id", ID, nullable=False, index=True),
     Column("target_name", String(200), nullable=False),
     Column("details", Text, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), nullable=True, index=True),
+    # SHA-256 of the token: tokens are 256 random bits, so a plain digest cannot be reversed.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("description", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("include", Text, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("secret_enc", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column(
+        "webhook_id", ID, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("event_id", ID, nullable=False),
+    Column("include", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("num_attempts", Integer, nullable=False),
+    # Indexed: the delivery worker's only query, like the scheduler's.
+    Column("next_attempt_at", UTCDateTime, nullable=True, index=True),
+    Column("last_code", Integer, nullable=True),
+    Column("last_error", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -128,6 +128,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("audit_events", "releases", "attachments", "key_versions", "addons",
-                  "config_vars", "apps"):  # fmt: skip
+    for table in (
+        "audit_events",
+        "releases",
+        "attachments",
+        "key_versions",
+        "addons",
+        "config_vars",
+        "apps",
+    ):
         op.drop_table(table)

@@ -1,0 +1,271 @@
+"""App webhooks: an outbox of deliveries written in each release's transaction, sent with retries.
+
+Sending happens outside any transaction: a worker leases a due delivery (moving its next
+attempt a lease ahead, so another replica does not take it meanwhile), posts it signed with
+``Heroku-Webhook-Hmac-SHA256``, then records the outcome and the next attempt with backoff.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from securekey.domain.clock import Clock, SystemClock
+from securekey.domain.models import App, AuditEvent, Delivery, Release, Webhook, new_id
+from securekey.exceptions import NotFoundError, ValidationError
+from securekey.services.ports import Repository, Store
+from securekey.services.resources import ACCOUNT_EMAIL, ACCOUNT_ID, iso, release_resource
+
+__all__ = ["EVENT_KINDS", "WebhookService", "enqueue_release", "sign_body"]
+
+#: Event kinds a webhook may include; releases are what securekey emits.
+EVENT_KINDS = ("api:release",)
+_LEVELS = ("notify", "sync")
+
+
+def sign_body(secret: str, body: bytes) -> str:
+    """Heroku's signature: base64 of HMAC-SHA256 of the raw body under the webhook secret."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def enqueue_release(tx: Repository, app: App, release: Release, now: datetime) -> None:
+    """Queue an ``api:release`` event for each of the app's webhooks (same transaction)."""
+    hooks = [h for h in tx.list_webhooks(app.id) if "api:release" in h.include]
+    if not hooks:
+        return
+    current = replace(app, release=release.version)
+    event_id = new_id()
+    payload = json.dumps(
+        {
+            "id": event_id,
+            "action": "create",
+            "actor": {"id": ACCOUNT_ID, "email": ACCOUNT_EMAIL},
+            "created_at": iso(now),
+            "updated_at": iso(now),
+            "published_at": iso(now),
+            "data": release_resource(release, current),
+            "previous_data": {},
+            "resource": "release",
+            "sequence": None,
+            "version": "application/vnd.heroku+json; version=3",
+        },
+        sort_keys=True,
+    )
+    for hook in hooks:
+        tx.add_delivery(
+            Delivery(
+                new_id(),
+                hook.id,
+                app.id,
+                event_id,
+                "api:release",
+                payload,
+                "pending",
+                0,
+                now,
+                None,
+                None,
+                now,
+                now,
+            )
+        )
+
+
+class WebhookService:
+    """Manage webhooks, and lease/settle their deliveries for a sender."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock | None = None,
+        *,
+        backoff: timedelta = timedelta(seconds=5),
+        max_backoff: timedelta = timedelta(hours=1),
+        max_attempts: int = 10,
+        lease: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_attempts = max_attempts
+        self.lease = lease
+
+    def create(
+        self,
+        app_ref: str,
+        url: object,
+        include: object,
+        *,
+        level: object = "notify",
+        secret: object = None,
+        actor: str = "operator",
+    ) -> tuple[Webhook, str]:
+        """Add a webhook; returns it and its secret (generated when not given)."""
+        the_url = _check_url(url)
+        kinds = _check_include(include)
+        if level not in _LEVELS:
+            raise ValidationError("level", "level must be notify or sync.")
+        if secret is None:
+            the_secret = secrets.token_hex(32)
+        elif isinstance(secret, str) and 0 < len(secret) <= 256 and "\x00" not in secret:
+            the_secret = secret
+        else:
+            raise ValidationError("secret", "secret must be a string of 1 to 256 characters.")
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            app = _app(tx, app_ref)
+            hook = Webhook(new_id(), app.id, the_url, kinds, str(level), the_secret, now, now)
+            tx.add_webhook(hook)
+            tx.add_event(
+                AuditEvent(
+                    new_id(),
+                    now,
+                    actor,
+                    "webhook.create",
+                    "app",
+                    app.id,
+                    app.name,
+                    {"webhook": hook.id, "url": the_url[:200]},
+                )
+            )
+        return hook, the_secret
+
+    def list_hooks(self, app_ref: str) -> tuple[App, list[Webhook]]:
+        """An app and its webhooks."""
+        with self.store.transaction(write=False) as tx:
+            app = _app(tx, app_ref)
+            return app, tx.list_webhooks(app.id)
+
+    def get(self, app_ref: str, webhook_id: str) -> tuple[App, Webhook]:
+        """One webhook of an app."""
+        with self.store.transaction(write=False) as tx:
+            app = _app(tx, app_ref)
+            hook = tx.get_webhook(app.id, webhook_id)
+            if hook is None:
+                raise NotFoundError("app_webhook", webhook_id)
+            return app, hook
+
+    def delete(
+        self, app_ref: str, webhook_id: str, *, actor: str = "operator"
+    ) -> tuple[App, Webhook]:
+        """Remove a webhook and its pending deliveries."""
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            app = _app(tx, app_ref)
+            hook = tx.get_webhook(app.id, webhook_id)
+            if hook is None:
+                raise NotFoundError("app_webhook", webhook_id)
+            tx.delete_webhook(hook.id)
+            tx.add_event(
+                AuditEvent(
+                    new_id(),
+                    now,
+                    actor,
+                    "webhook.delete",
+                    "app",
+                    app.id,
+                    app.name,
+                    {"webhook": hook.id},
+                )
+            )
+            return app, hook
+
+    def deliveries(self, app_ref: str) -> tuple[dict[str, Webhook], list[Delivery]]:
+        """An app's deliveries, with its webhooks by id."""
+        with self.store.transaction(write=False) as tx:
+            app = _app(tx, app_ref)
+            hooks = {h.id: h for h in tx.list_webhooks(app.id)}
+            return hooks, tx.list_deliveries(app.id)
+
+    def delivery(self, app_ref: str, delivery_id: str) -> tuple[Webhook | None, Delivery]:
+        """One delivery of an app."""
+        with self.store.transaction(write=False) as tx:
+            app = _app(tx, app_ref)
+            found = tx.get_delivery(app.id, delivery_id)
+            if found is None:
+                raise NotFoundError("app_webhook_delivery", delivery_id)
+            return tx.get_webhook(app.id, found.webhook_id), found
+
+    def lease_next(self, exclude: list[str]) -> tuple[Delivery, Webhook, bytes] | None:
+        """Take the next due delivery for sending: its webhook and the exact body to post."""
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            found = tx.claim_due_delivery(now, exclude)
+            if found is None:
+                return None
+            hook = tx.get_webhook(found.app_id, found.webhook_id)
+            attempt = found.num_attempts + 1
+            leased = replace(
+                found, num_attempts=attempt, next_attempt_at=now + self.lease, updated_at=now
+            )
+            tx.update_delivery(leased)
+        if hook is None:  # pragma: no cover - deliveries are deleted with their webhook
+            return None
+        body: dict[str, Any] = json.loads(found.payload)
+        body["webhook_metadata"] = {
+            "attempt": {"id": str(new_id())},
+            "delivery": {"id": found.id},
+            "event": {"id": found.event_id, "include": found.include},
+            "webhook": {"id": hook.id},
+        }
+        return leased, hook, json.dumps(body, sort_keys=True).encode()
+
+    def settle(self, delivery: Delivery, code: int | None, error: str | None) -> Delivery:
+        """Record an attempt's outcome: done on 2xx, else retried with backoff until it gives up."""
+        now = self.clock.now()
+        ok = code is not None and 200 <= code < 300
+        if ok:
+            status, next_at = "succeeded", None
+        elif delivery.num_attempts >= self.max_attempts:
+            status, next_at = "failed", None
+        else:
+            delay = min(self.backoff * (2 ** (delivery.num_attempts - 1)), self.max_backoff)
+            status, next_at = "retrying", now + delay
+        settled = replace(
+            delivery,
+            status=status,
+            next_attempt_at=next_at,
+            last_code=code,
+            last_error=(error or None) and str(error)[:200],
+            updated_at=now,
+        )
+        with self.store.transaction() as tx:
+            tx.update_delivery(settled)
+        return settled
+
+
+def _app(tx: Repository, ref: str) -> App:
+    app = tx.get_app(ref) if "\x00" not in ref else None
+    if app is None:
+        raise NotFoundError("app", ref)
+    return app
+
+
+def _check_url(url: object) -> str:
+    if not isinstance(url, str) or len(url) > 2000 or "\x00" in url:
+        raise ValidationError("url", "url must be an http(s) URL of at most 2000 characters.")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError("url", "url must be an http(s) URL with a host.")
+    return url
+
+
+def _check_include(include: object) -> tuple[str, ...]:
+    if not isinstance(include, list) or not include:
+        raise ValidationError(
+            "include", 'include must be a non-empty list such as ["api:release"].'
+        )
+    kinds = []
+    for item in include:
+        if item not in EVENT_KINDS:
+            raise ValidationError("include", f"include may only list: {', '.join(EVENT_KINDS)}.")
+        kinds.append(str(item))
+    return tuple(dict.fromkeys(kinds))
