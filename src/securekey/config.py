@@ -65,7 +65,7 @@ class Settings:
         if self.database_url is not None:
             normalise_url(self.database_url)  # refuse bad URLs before anything starts
             return self.database_url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return sqlite_url((self.data_dir / DB_FILE).resolve())
 
     def master_key(self) -> MasterKey:

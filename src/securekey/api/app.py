@@ -1,0 +1,275 @@
+"""The ASGI application factory: routes, error table, live config, scheduler and webhooks.
+
+``create_api(runtime)`` gives a FastAPI app whose lifespan starts the in-process scheduler, the
+webhook sender and, on PostgreSQL, the ``LISTEN`` thread that hears other replicas' releases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from securekey import __version__
+from securekey.api.auth import Authenticator, FailureLimiter
+from securekey.api.context import ApiContext
+from securekey.api.errors import install_error_handlers
+from securekey.api.live import ConfigCache, PgReleaseListener, ReleaseHub, ReleaseSink
+from securekey.api.metrics import Metrics
+from securekey.api.routes import extras, ops, platform
+from securekey.domain.clock import Clock
+from securekey.runtime import Runtime
+from securekey.scheduler import Scheduler
+from securekey.services.tokens import TokenService
+from securekey.services.webhooks import WebhookService, sign_body
+from securekey.store.sql import RELEASE_CHANNEL
+
+__all__ = ["MAX_BODY", "create_api"]
+
+log = logging.getLogger("securekey.api")
+
+#: Request bodies larger than this are refused with 413.
+MAX_BODY = 64 * 1024
+
+
+class _Limits:
+    """ASGI middleware: 413 for bodies over ``MAX_BODY``; request latency by route template."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            await _too_large(send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > MAX_BODY:
+                    raise _BodyTooLarge
+            return message
+
+        status = 500
+        started = False
+
+        async def record_send(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+            await send(message)
+
+        begin = time.perf_counter()
+        try:
+            await self.app(scope, limited_receive, record_send)
+        except _BodyTooLarge:
+            if not started:
+                await _too_large(send)
+            status = 413
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - begin
+            )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _too_large(send: Send) -> None:
+    body = b'{"id":"request_too_large","message":"Request bodies are limited to 64 KiB."}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _deliver_webhooks(ctx: ApiContext, stop: asyncio.Event, interval: float) -> None:
+    """Send due webhook deliveries until ``stop``; at-least-once, retried with backoff."""
+    async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
+        while not stop.is_set():
+            try:
+                leased = await run_in_threadpool(ctx.webhooks.lease_next, [])
+            except Exception as error:
+                log.warning("webhook lease failed: %s", type(error).__name__)
+                leased = None
+            if leased is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+                continue
+            delivery, hook, body = leased
+            code: int | None = None
+            error_class: str | None = None
+            try:
+                answer = await client.post(
+                    hook.url,
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Heroku-Webhook-Hmac-SHA256": sign_body(hook.secret, body),
+                        "Heroku-Webhook-Id": delivery.id,
+                        "User-Agent": f"securekey-webhooks/{__version__}",
+                    },
+                )
+                code = answer.status_code
+            except httpx.HTTPError as failure:
+                error_class = type(failure).__name__
+            settled = await run_in_threadpool(ctx.webhooks.settle, delivery, code, error_class)
+            log.info(
+                "webhook delivery %s: %s (attempt %d, code %s)",
+                delivery.id,
+                settled.status,
+                settled.num_attempts,
+                code,
+            )
+
+
+def create_api(
+    runtime: Runtime,
+    *,
+    clock: Clock | None = None,
+    run_scheduler: bool = True,
+    scheduler_interval: float = 1.0,
+    webhook_interval: float = 0.5,
+    webhook_backoff: timedelta = timedelta(seconds=5),
+    auth_failure_limit: int = 30,
+    ping_interval: float = 15.0,
+    cache_ttl: float = 5.0,
+) -> FastAPI:
+    """Build the HTTP API over ``runtime`` (its store must already be migrated)."""
+    service = runtime.service
+    the_clock = clock or service.clock
+    hub = ReleaseHub()
+    cache = ConfigCache(ttl=cache_ttl)
+    scheduler = (
+        Scheduler(service, the_clock, interval=scheduler_interval) if run_scheduler else None
+    )
+    tokens = TokenService(runtime.store, the_clock)
+
+    def live_values() -> dict[str, float]:
+        return {
+            "scheduled_rotations": float(scheduler.rotations if scheduler else 0),
+            "rotation_failures": float(scheduler.failures if scheduler else 0),
+            "watchers": float(hub.watchers),
+            "cache_hits": float(cache.hits),
+        }
+
+    metrics = Metrics(live_values)
+    ctx = ApiContext(
+        service=service,
+        tokens=tokens,
+        webhooks=WebhookService(runtime.store, the_clock, backoff=webhook_backoff),
+        auth=Authenticator(tokens, FailureLimiter(limit=auth_failure_limit)),
+        hub=hub,
+        cache=cache,
+        metrics=metrics,
+        scheduler=scheduler,
+        ping_interval=ping_interval,
+    )
+    sink = ReleaseSink(hub, cache)
+    runtime.store.add_listener(sink)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        hub.bind(asyncio.get_running_loop())
+        listener = None
+        if runtime.store.dialect == "postgresql":
+            dsn = runtime.store.engine.url.set(drivername="postgresql").render_as_string(
+                hide_password=False
+            )
+            listener = PgReleaseListener(dsn, RELEASE_CHANNEL, sink)
+            listener.start()
+            await run_in_threadpool(listener.connected.wait, 10.0)
+        if scheduler is not None:
+            scheduler.start()
+        stop = asyncio.Event()
+        sender = asyncio.create_task(_deliver_webhooks(ctx, stop, webhook_interval))
+        ctx.ready = True
+        try:
+            yield
+        finally:
+            ctx.ready = False
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sender, 15)
+            if scheduler is not None:
+                await run_in_threadpool(scheduler.stop)
+            if listener is not None:
+                await run_in_threadpool(listener.stop)
+
+    app = FastAPI(
+        title="securekey",
+        version=__version__,
+        summary="Automatic key rotation; a Heroku Platform API v3 subset.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    app.include_router(platform.router)
+    app.include_router(extras.router)
+    app.include_router(ops.router)
+    app.add_middleware(_Limits, metrics=metrics)
+    _document_security(app)
+    return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Declare Bearer and Basic (token as password) in the OpenAPI description."""
+    original: Callable[[], dict[str, Any]] = app.openapi
+    public = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        components: MutableMapping[str, Any] = schema.setdefault("components", {})
+        components["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "basic": {"type": "http", "scheme": "basic"},
+        }
+        for path, operations in schema.get("paths", {}).items():
+            if path in public:
+                continue
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}, {"basic": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,127 @@
+"""The one table from errors to HTTP: status and Heroku-style ``{"id", "message"}`` bodies.
+
+Domain and service code never raise HTTP errors; this module translates at the edge only.
+Messages are the exceptions' own, which never contain key material.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from securekey import exceptions as exc
+
+__all__ = ["ApiError", "error_response", "install_error_handlers", "status_for"]
+
+log = logging.getLogger("securekey.api")
+
+# Most specific first: the first matching class decides.
+_TABLE: list[tuple[type[exc.SecureKeyError], int]] = [
+    (exc.ValidationError, 422),
+    (exc.NotFoundError, 404),
+    (exc.BusyError, 409),
+    (exc.ConflictError, 422),
+    (exc.RefusedError, 422),
+    (exc.AuthenticationError, 401),
+    (exc.ForbiddenError, 403),
+    (exc.RateLimitedError, 429),
+    (exc.RotationFailedError, 503),
+    (exc.IntegrityError, 500),
+    (exc.ConfigurationError, 500),
+]
+
+
+class ApiError(Exception):
+    """An HTTP-level error raised by the API layer itself (bad range, body too large, ...)."""
+
+    def __init__(self, status: int, id_: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.id = id_
+        self.message = message
+        self.extra = extra
+
+
+def status_for(error: exc.SecureKeyError) -> int:
+    """The HTTP status for a securekey error."""
+    for cls, status in _TABLE:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+def error_response(
+    status: int, id_: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """A Heroku-shaped error body."""
+    return JSONResponse({"id": id_, "message": message, **extra}, status, headers=headers)
+
+
+def _body(error: exc.SecureKeyError) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if isinstance(error, exc.NotFoundError):
+        extra["resource"] = error.resource
+    if isinstance(error, exc.ValidationError | exc.ConflictError) and error.field:
+        extra["field"] = error.field
+    if isinstance(error, exc.AttachedElsewhereError):
+        extra["attachments"] = [{"app": app, "name": name} for app, name in error.others]
+    return extra
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the translations on ``app``."""
+
+    @app.exception_handler(exc.SecureKeyError)
+    async def _domain(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, exc.SecureKeyError)
+        status = status_for(error)
+        if status >= 500:
+            log.error("%s: %s", type(error).__name__, error.message)
+        headers = None
+        if isinstance(error, exc.RateLimitedError):
+            headers = {"Retry-After": str(error.retry_after)}
+        if isinstance(error, exc.AuthenticationError):
+            headers = {"WWW-Authenticate": 'Bearer realm="securekey"'}
+        return error_response(status, error.id, error.message, headers, **_body(error))
+
+    @app.exception_handler(ApiError)
+    async def _api(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ApiError)
+        return error_response(error.status, error.id, error.message, **error.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        problems = list(error.errors())
+        if any(p.get("type") == "json_invalid" for p in problems):
+            return error_response(400, "bad_request", "The request body is not valid JSON.")
+        first = problems[0] if problems else {}
+        loc = [str(part) for part in first.get("loc", ()) if part not in ("body",)]
+        field = ".".join(loc) or "body"
+        message = str(first.get("msg", "is invalid"))
+        return error_response(422, "invalid_params", f"Invalid {field}: {message}.", field=field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        ids = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+        message = error.detail if isinstance(error.detail, str) else "Request failed."
+        if error.status_code == 404 and message == "Not Found":
+            message = "The requested API endpoint was not found."
+        return error_response(
+            error.status_code,
+            ids.get(error.status_code, "error"),
+            message,
+            dict(error.headers or {}),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+        # Log the type only: an arbitrary exception's text could carry data we must not log.
+        log.error("unexpected %s while handling a request", type(error).__name__)
+        return error_response(500, "internal_error", "Internal server error.")

@@ -1,0 +1,209 @@
+"""Live config: a broadcast of release notices to watchers, and the in-memory read cache.
+
+Notices come from this process's commits (the store's listener) and, on PostgreSQL, from
+every other replica through ``LISTEN/NOTIFY`` (payload ``app_id:version``, ids only). Each
+notice wakes that app's watchers and drops its cached config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from securekey.services import ReleaseNotice
+
+__all__ = ["CachedConfig", "ConfigCache", "PgReleaseListener", "ReleaseHub", "ReleaseSink"]
+
+log = logging.getLogger("securekey.live")
+
+
+class ReleaseHub:
+    """Wakes coroutines waiting on an app when it gets a new release. Thread-safe ``publish``."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._events: dict[str, asyncio.Event] = {}
+        self._versions: dict[str, int] = {}
+        self.watchers = 0
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Attach to the server's event loop (at start-up)."""
+        self._loop = loop
+
+    def publish(self, notices: Sequence[ReleaseNotice]) -> None:
+        """Announce releases; callable from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
+            loop.call_soon_threadsafe(self._wake, list(notices))
+
+    def _wake(self, notices: list[ReleaseNotice]) -> None:
+        for notice in notices:
+            known = self._versions.get(notice.app_id, 0)
+            self._versions[notice.app_id] = max(known, notice.version)
+            event = self._events.pop(notice.app_id, None)
+            if event is not None:
+                event.set()
+
+    def known_version(self, app_id: str) -> int:
+        """The newest release this hub has heard of for ``app_id`` (0 if none)."""
+        return self._versions.get(app_id, 0)
+
+    async def wait(self, app_id: str, timeout: float) -> bool:
+        """Wait until ``app_id`` gets a release or ``timeout`` passes; True if woken."""
+        event = self._events.get(app_id)
+        if event is None:
+            event = self._events[app_id] = asyncio.Event()
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+@dataclass(frozen=True, slots=True)
+class CachedConfig:
+    """An app's config at one release, pre-serialised for the read path."""
+
+    app_id: str
+    app_name: str
+    release: int
+    body: bytes
+    stored_at: float
+
+
+class ConfigCache:
+    """app id → its config at its current release; dropped by release notices.
+
+    The cache remembers the newest release each notice announced, and refuses to store a
+    snapshot older than that, so a slow reader racing a rotation cannot put stale keys back.
+    ``ttl`` bounds how long a renamed app's old name keeps answering on another replica.
+    """
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 100_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, CachedConfig] = {}
+        self._names: dict[str, str] = {}
+        self._announced: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, ref: str) -> CachedConfig | None:
+        """The cached config of the app named or identified by ``ref``, if fresh."""
+        app_id = self._names.get(ref, ref)
+        entry = self._entries.get(app_id)
+        if (
+            entry is None
+            or time.monotonic() - entry.stored_at > self.ttl
+            or ref not in (entry.app_id, entry.app_name)
+        ):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry
+
+    def store(self, entry: CachedConfig) -> None:
+        """Keep ``entry`` unless a newer release of its app has been announced."""
+        with self._lock:
+            if entry.release < self._announced.get(entry.app_id, 0):
+                return
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+                self._names.clear()
+            old = self._entries.get(entry.app_id)
+            if old is not None and old.app_name != entry.app_name:
+                self._names.pop(old.app_name, None)
+            self._entries[entry.app_id] = entry
+            self._names[entry.app_name] = entry.app_id
+
+    def invalidate(self, notices: Sequence[ReleaseNotice]) -> None:
+        """Drop the apps named in ``notices`` and remember their new release numbers."""
+        with self._lock:
+            for notice in notices:
+                known = self._announced.get(notice.app_id, 0)
+                self._announced[notice.app_id] = max(known, notice.version)
+                entry = self._entries.pop(notice.app_id, None)
+                if entry is not None:
+                    self._names.pop(entry.app_name, None)
+
+    def forget(self, app_id: str) -> None:
+        """Drop one app (renamed or destroyed here)."""
+        with self._lock:
+            entry = self._entries.pop(app_id, None)
+            if entry is not None:
+                self._names.pop(entry.app_name, None)
+
+    def clear(self) -> None:
+        """Drop everything (e.g. after losing the notification connection)."""
+        with self._lock:
+            self._entries.clear()
+            self._names.clear()
+
+
+class PgReleaseListener:
+    """A thread holding ``LISTEN securekey_release`` and forwarding notices to callbacks."""
+
+    def __init__(self, dsn: str, channel: str, sink: ReleaseSink) -> None:
+        self.dsn = dsn
+        self.channel = channel
+        self.sink = sink
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = threading.Event()
+
+    def start(self) -> None:
+        """Start listening in a daemon thread."""
+        self._thread = threading.Thread(target=self._run, name="securekey-listen", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        import psycopg  # only the PostgreSQL backend needs it
+
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.dsn, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {self.channel}")
+                    self.connected.set()
+                    backoff = 0.1
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            app_id, _, version = note.payload.partition(":")
+                            if version.isdigit():
+                                self.sink([ReleaseNotice(app_id, int(version))])
+            except Exception as error:
+                self.connected.clear()
+                self.sink.reset()
+                log.warning("release notifications lost (%s); reconnecting", type(error).__name__)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+
+class ReleaseSink:
+    """Where notices go: the hub and the cache (and ``reset`` when notices may have been lost)."""
+
+    def __init__(self, hub: ReleaseHub, cache: ConfigCache) -> None:
+        self.hub = hub
+        self.cache = cache
+
+    def __call__(self, notices: Sequence[ReleaseNotice]) -> None:
+        self.cache.invalidate(notices)
+        self.hub.publish(notices)
+
+    def reset(self) -> None:
+        """Forget cached configs: notices may have been missed."""
+        self.cache.clear()

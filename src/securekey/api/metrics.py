@@ -1,0 +1,64 @@
+"""Prometheus metrics for one server: rotations, failures, watchers, request latency by route."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["Metrics"]
+
+
+class _Live(Collector):
+    def __init__(self, read: Callable[[], dict[str, float]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        values = self.read()
+        yield CounterMetricFamily(
+            "securekey_scheduled_rotations",
+            "Rotations performed by this process's scheduler.",
+            value=values.get("scheduled_rotations", 0.0),
+        )
+        yield CounterMetricFamily(
+            "securekey_rotation_failures",
+            "Scheduled rotations that failed and were rolled back.",
+            value=values.get("rotation_failures", 0.0),
+        )
+        yield GaugeMetricFamily(
+            "securekey_watchers",
+            "Open config-var streams on this process.",
+            value=values.get("watchers", 0.0),
+        )
+        yield CounterMetricFamily(
+            "securekey_config_cache_hits",
+            "Config reads served from memory.",
+            value=values.get("cache_hits", 0.0),
+        )
+
+
+class Metrics:
+    """A registry of its own per server, so several servers can live in one process (tests)."""
+
+    def __init__(self, read_live: Callable[[], dict[str, float]]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Histogram(
+            "securekey_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route", "status"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.manual_rotations = Counter(
+            "securekey_manual_rotations",
+            "Rotations requested through the API.",
+            ["emergency"],
+            registry=self.registry,
+        )
+        self.registry.register(_Live(read_live))
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Thin routes, one module per group of resources."""

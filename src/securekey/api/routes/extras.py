@@ -1,0 +1,283 @@
+"""Beyond Heroku: rotate now, key history, app tokens, webhooks, and the live config stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi.responses import Response, StreamingResponse
+
+from securekey.api.auth import require_app_reader
+from securekey.api.context import ctx_of, json_response, operator, principal
+from securekey.api.live import CachedConfig
+from securekey.api.routes._common import ERRORS, addon_views, listed
+from securekey.api.schemas import (
+    DeliveryOut,
+    KeyVersionOut,
+    RotateIn,
+    RotationOut,
+    TokenCreate,
+    TokenCreatedOut,
+    TokenOut,
+    WebhookCreate,
+    WebhookOut,
+)
+from securekey.domain.models import Principal
+from securekey.exceptions import NotFoundError
+from securekey.services.resources import (
+    delivery_resource,
+    key_version_resource,
+    token_resource,
+    webhook_resource,
+)
+
+router = APIRouter()
+
+Operator = Annotated[Principal, Depends(operator)]
+Anyone = Annotated[Principal, Depends(principal)]
+RangeHeader = Annotated[str | None, Header(alias="Range", max_length=500)]
+
+
+def _one(model: type, description: str, status: int = 200) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": model, "description": description}, **ERRORS}
+
+
+def _many(model: type, description: str) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {"model": list[model], "description": description},  # type: ignore[valid-type]
+        206: {"model": list[model], "description": "A page; more remain"},  # type: ignore[valid-type]
+        **ERRORS,
+    }
+
+
+# --------------------------------------------------------------------- rotation
+
+
+@router.post(
+    "/addons/{addon}/actions/rotate",
+    responses=_one(RotationOut, "Rotated: the add-on and a release per attached app"),
+    tags=["rotation"],
+)
+def rotate_addon(
+    request: Request,
+    addon: str,
+    who: Operator,
+    body: Annotated[RotateIn | None, Body()] = None,
+) -> Response:
+    """Rotate now; ``emergency`` replaces both keys at once (a leaked key stops working)."""
+    ctx = ctx_of(request)
+    emergency = bool(body and body.emergency)
+    rotated = ctx.service.rotate(addon, emergency=emergency, actor=who.actor)
+    ctx.metrics.manual_rotations.labels(emergency=str(emergency).lower()).inc()
+    apps = {a.id: a for a in ctx.service.list_apps()}
+    return json_response(
+        {
+            "addon": addon_views(ctx, [rotated.addon], with_fingerprints=True)[0],
+            "fingerprints": {
+                "latest": rotated.fingerprints[0],
+                "previous": rotated.fingerprints[1],
+            },
+            "emergency": emergency,
+            "releases": [
+                {
+                    "app": {
+                        "id": r.app_id,
+                        "name": apps[r.app_id].name if r.app_id in apps else None,
+                    },
+                    "version": r.version,
+                    "description": r.description,
+                }
+                for r in rotated.releases
+            ],
+        }
+    )
+
+
+@router.get(
+    "/addons/{addon}/key-versions",
+    responses=_many(KeyVersionOut, "Key history, newest first"),
+    tags=["rotation"],
+)
+def key_versions(request: Request, addon: str, _who: Operator) -> Response:
+    """An add-on's key history: fingerprints, states and times, never material."""
+    history = ctx_of(request).service.key_versions(addon)
+    return json_response([key_version_resource(k) for k in history])
+
+
+# ----------------------------------------------------------------------- tokens
+
+
+@router.post(
+    "/apps/{app}/tokens",
+    status_code=201,
+    responses=_one(TokenCreatedOut, "The token, shown this once", 201),
+    tags=["tokens"],
+)
+def create_token(
+    request: Request, app: str, who: Operator, body: Annotated[TokenCreate | None, Body()] = None
+) -> Response:
+    """A token that can read and watch this app's config vars, and nothing else."""
+    ctx = ctx_of(request)
+    token, raw = ctx.tokens.create_app_token(
+        app, body.description if body else None, actor=who.actor
+    )
+    application = ctx.service.get_app(token.app_id or app)
+    return json_response({**token_resource(token, application), "token": raw}, 201)
+
+
+@router.get("/apps/{app}/tokens", responses=_many(TokenOut, "The app's tokens"), tags=["tokens"])
+def list_tokens(request: Request, app: str, _who: Operator, _range: RangeHeader = None) -> Response:
+    """An app's tokens (never their values)."""
+    ctx = ctx_of(request)
+    application = ctx.service.get_app(app)
+    return listed(
+        request, [token_resource(t, application) for t in ctx.tokens.list_app_tokens(app)], ("id",)
+    )
+
+
+@router.delete("/apps/{app}/tokens/{token}", responses=_one(TokenOut, "Revoked"), tags=["tokens"])
+def revoke_token(request: Request, app: str, token: str, who: Operator) -> Response:
+    """Revoke an app token; it stops working at once on this server."""
+    ctx = ctx_of(request)
+    application = ctx.service.get_app(app)
+    gone = ctx.tokens.revoke_app_token(app, token, actor=who.actor)
+    ctx.auth.forget(gone.id)
+    return json_response(token_resource(gone, application))
+
+
+# --------------------------------------------------------------------- webhooks
+
+
+@router.post(
+    "/apps/{app}/webhooks",
+    status_code=201,
+    responses=_one(WebhookOut, "Created", 201),
+    tags=["webhooks"],
+)
+def create_webhook(request: Request, app: str, who: Operator, body: WebhookCreate) -> Response:
+    """Subscribe a URL to the app's releases; deliveries are signed with the secret."""
+    ctx = ctx_of(request)
+    hook, secret = ctx.webhooks.create(
+        app, body.url, body.include, level=body.level, secret=body.secret, actor=who.actor
+    )
+    application = ctx.service.get_app(hook.app_id)
+    headers = {"Heroku-Webhook-Secret": secret} if body.secret is None else None
+    return json_response(webhook_resource(hook, application), 201, headers)
+
+
+@router.get("/apps/{app}/webhooks", responses=_many(WebhookOut, "Webhooks"), tags=["webhooks"])
+def list_webhooks(
+    request: Request, app: str, _who: Operator, _range: RangeHeader = None
+) -> Response:
+    """An app's webhooks."""
+    application, hooks = ctx_of(request).webhooks.list_hooks(app)
+    return listed(request, [webhook_resource(h, application) for h in hooks], ("id",))
+
+
+@router.get(
+    "/apps/{app}/webhooks/{webhook}", responses=_one(WebhookOut, "The webhook"), tags=["webhooks"]
+)
+def get_webhook(request: Request, app: str, webhook: str, _who: Operator) -> Response:
+    """One webhook."""
+    application, hook = ctx_of(request).webhooks.get(app, webhook)
+    return json_response(webhook_resource(hook, application))
+
+
+@router.delete(
+    "/apps/{app}/webhooks/{webhook}", responses=_one(WebhookOut, "Removed"), tags=["webhooks"]
+)
+def delete_webhook(request: Request, app: str, webhook: str, who: Operator) -> Response:
+    """Remove a webhook and its pending deliveries."""
+    application, hook = ctx_of(request).webhooks.delete(app, webhook, actor=who.actor)
+    return json_response(webhook_resource(hook, application))
+
+
+@router.get(
+    "/apps/{app}/webhook-deliveries",
+    responses=_many(DeliveryOut, "Deliveries"),
+    tags=["webhooks"],
+)
+def list_deliveries(
+    request: Request, app: str, _who: Operator, _range: RangeHeader = None
+) -> Response:
+    """An app's webhook deliveries and their status."""
+    hooks, found = ctx_of(request).webhooks.deliveries(app)
+    return listed(request, [delivery_resource(d, hooks.get(d.webhook_id)) for d in found], ("id",))
+
+
+@router.get(
+    "/apps/{app}/webhook-deliveries/{delivery}",
+    responses=_one(DeliveryOut, "The delivery"),
+    tags=["webhooks"],
+)
+def get_delivery(request: Request, app: str, delivery: str, _who: Operator) -> Response:
+    """One delivery."""
+    hook, found = ctx_of(request).webhooks.delivery(app, delivery)
+    return json_response(delivery_resource(found, hook))
+
+
+# ----------------------------------------------------------------- live stream
+
+
+def _event(snapshot: CachedConfig) -> bytes:
+    return b"id: %d\nevent: config\ndata: %s\n\n" % (snapshot.release, snapshot.body)
+
+
+@router.get(
+    "/apps/{app}/config-vars/stream",
+    responses={
+        200: {
+            "description": "Server-Sent Events: `event: config`, `id` = release, `data` = vars",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **ERRORS,
+    },
+    tags=["config vars"],
+)
+async def stream_config_vars(
+    request: Request,
+    app: str,
+    who: Anyone,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> Response:
+    """Current config vars on connect and on every release (``Last-Event-ID`` resumes)."""
+    ctx = ctx_of(request)
+    first = await ctx.config(app)
+    require_app_reader(who, first.app_id)
+    resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    app_id = first.app_id
+
+    async def events() -> AsyncIterator[bytes]:
+        ctx.hub.watchers += 1
+        try:
+            sent = resume if resume == first.release else None
+            current = first
+            if sent is None:
+                yield _event(current)
+                sent = current.release
+            else:
+                yield b": resumed\n\n"
+            while True:
+                if ctx.hub.known_version(app_id) <= sent:
+                    woke = await ctx.hub.wait(app_id, ctx.ping_interval)
+                    if await request.is_disconnected():
+                        return
+                    if not woke:
+                        yield b": ping\n\n"
+                try:
+                    current = await ctx.config(app_id)
+                except NotFoundError:
+                    yield b"event: deleted\ndata: {}\n\n"
+                    return
+                if current.release > sent:
+                    yield _event(current)
+                    sent = current.release
+        finally:
+            ctx.hub.watchers -= 1
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,436 @@
+"""The Heroku Platform API v3 subset: apps, add-ons, attachments, config vars, releases, account."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi.responses import Response
+
+from securekey.api.auth import require_app_reader
+from securekey.api.context import ctx_of, json_response, operator, principal
+from securekey.api.errors import ApiError
+from securekey.api.ranges import parse_range
+from securekey.api.routes._common import (
+    ERRORS,
+    addon_views,
+    attachment_views,
+    base_url,
+    listed,
+    ref_value,
+)
+from securekey.api.schemas import (
+    AccountOut,
+    AddonCreate,
+    AddonDelete,
+    AddonOut,
+    AppCreate,
+    AppDelete,
+    AppOut,
+    AppUpdate,
+    AttachmentCreate,
+    AttachmentOut,
+    RateLimitOut,
+    ReleaseOut,
+    ResolveAddon,
+)
+from securekey.domain.models import Principal
+from securekey.domain.names import ADJECTIVES
+from securekey.exceptions import ConflictError, ValidationError
+from securekey.services.resources import account_resource, app_resource, release_resource
+
+router = APIRouter()
+
+Operator = Annotated[Principal, Depends(operator)]
+Anyone = Annotated[Principal, Depends(principal)]
+RangeHeader = Annotated[str | None, Header(alias="Range", max_length=500)]
+_CONFIG_KEYS = {"period"}
+
+
+def _one(model: type, description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": model, "description": description}, **ERRORS}
+
+
+def _many(model: type, description: str) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {"model": list[model], "description": description},  # type: ignore[valid-type]
+        206: {"model": list[model], "description": "A page; more remain (see Next-Range)"},  # type: ignore[valid-type]
+        **ERRORS,
+    }
+
+
+# ---------------------------------------------------------------------- account
+
+
+@router.get("/account", responses=_one(AccountOut, "The operator's account"), tags=["account"])
+def get_account(_who: Operator) -> Response:
+    """The operator's identity."""
+    return json_response(account_resource())
+
+
+@router.get("/account/rate-limits", responses=_one(RateLimitOut, "Requests left"), tags=["account"])
+def get_rate_limits(_who: Operator) -> Response:
+    """Heroku's rate-limit resource; securekey does not limit authenticated callers."""
+    return json_response({"remaining": 4500})
+
+
+# ------------------------------------------------------------------------- apps
+
+
+@router.post(
+    "/apps",
+    status_code=201,
+    responses={201: {"model": AppOut, "description": "Created"}, **ERRORS},
+    tags=["apps"],
+)
+def create_app(request: Request, who: Operator, body: AppCreate | None = None) -> Response:
+    """Create an app (release v1); a name like ``sleepy-keys-1234`` is made up if none is given."""
+    svc = ctx_of(request).service
+    if body is not None and body.name is not None:
+        app = svc.create_app(body.name, actor=who.actor)
+    else:
+        for _ in range(20):
+            name = f"{secrets.choice(ADJECTIVES)}-keys-{secrets.randbelow(9000) + 1000}"
+            try:
+                app = svc.create_app(name, actor=who.actor)
+                break
+            except ConflictError:
+                continue
+        else:  # pragma: no cover - 20 clashes in a row
+            raise ConflictError("Could not find a free app name; give one.")
+    return json_response(app_resource(app, base_url(request)), 201)
+
+
+@router.get("/apps", responses=_many(AppOut, "Every app"), tags=["apps"])
+def list_apps(request: Request, _who: Operator, _range: RangeHeader = None) -> Response:
+    """Every app, by name."""
+    url = base_url(request)
+    return listed(request, [app_resource(a, url) for a in ctx_of(request).service.list_apps()])
+
+
+@router.get("/apps/{app}", responses=_one(AppOut, "The app"), tags=["apps"])
+def get_app(request: Request, app: str, _who: Operator) -> Response:
+    """One app by id or name."""
+    return json_response(app_resource(ctx_of(request).service.get_app(app), base_url(request)))
+
+
+@router.patch("/apps/{app}", responses=_one(AppOut, "The app"), tags=["apps"])
+def update_app(request: Request, app: str, who: Operator, body: AppUpdate) -> Response:
+    """Rename an app."""
+    ctx = ctx_of(request)
+    current = ctx.service.get_app(app)
+    if body.name is not None:
+        current = ctx.service.rename_app(app, body.name, actor=who.actor)
+        ctx.cache.forget(current.id)
+    return json_response(app_resource(current, base_url(request)))
+
+
+@router.delete("/apps/{app}", responses=_one(AppOut, "The deleted app"), tags=["apps"])
+def delete_app(
+    request: Request, app: str, who: Operator, body: Annotated[AppDelete | None, Body()] = None
+) -> Response:
+    """Delete an app; refused (422) while its add-ons are attached elsewhere, unless ``force``."""
+    ctx = ctx_of(request)
+    gone = ctx.service.destroy_app(app, force=bool(body and body.force), actor=who.actor)
+    ctx.cache.forget(gone.id)
+    return json_response(app_resource(gone, base_url(request)))
+
+
+# ---------------------------------------------------------------------- add-ons
+
+
+def _period(config: dict[str, Any] | None) -> object:
+    if not config:
+        return None
+    unknown = sorted(set(config) - _CONFIG_KEYS)
+    if unknown:
+        raise ValidationError("config", f"Unknown add-on config {unknown[0]!r}; known: period.")
+    return config.get("period")
+
+
+@router.post(
+    "/apps/{app}/addons",
+    status_code=201,
+    responses={201: {"model": AddonOut, "description": "Provisioned"}, **ERRORS},
+    tags=["add-ons"],
+)
+def create_addon(request: Request, app: str, who: Operator, body: AddonCreate) -> Response:
+    """Provision a securekey add-on billed to ``app``, attached to it as ``SECURE`` by default."""
+    ctx = ctx_of(request)
+    plan = body.plan if isinstance(body.plan, str) else (body.plan.name or body.plan.id)
+    if body.confirm is not None and body.confirm != app:
+        target = ctx.service.get_app(app)
+        if body.confirm not in (target.name, target.id):
+            raise ValidationError(
+                "confirm", f"Confirmation {body.confirm!r} did not match {target.name}."
+            )
+    created = ctx.service.create_addon(
+        app,
+        plan,
+        name=body.name,
+        attachment_name=body.attachment.name if body.attachment else None,
+        period=_period(body.config),
+        actor=who.actor,
+    )
+    view = addon_views(ctx, [created.addon], with_fingerprints=True)[0]
+    view["provision_message"] = None
+    return json_response(view, 201)
+
+
+@router.get("/addons", responses=_many(AddonOut, "Every add-on"), tags=["add-ons"])
+def list_all_addons(request: Request, _who: Operator, _range: RangeHeader = None) -> Response:
+    """Every add-on."""
+    ctx = ctx_of(request)
+    return listed(request, addon_views(ctx, ctx.service.list_addons()))
+
+
+@router.get(
+    "/apps/{app}/addons",
+    responses=_many(AddonOut, "Add-ons billed to or attached to the app"),
+    tags=["add-ons"],
+)
+def list_app_addons(
+    request: Request, app: str, _who: Operator, _range: RangeHeader = None
+) -> Response:
+    """The add-ons an app bills, and those attached to it from other apps."""
+    ctx = ctx_of(request)
+    return listed(request, addon_views(ctx, ctx.service.list_addons(app)))
+
+
+@router.get("/addons/{addon}", responses=_one(AddonOut, "The add-on"), tags=["add-ons"])
+def get_addon(request: Request, addon: str, _who: Operator) -> Response:
+    """One add-on by id or name, with its current fingerprints."""
+    ctx = ctx_of(request)
+    return json_response(
+        addon_views(ctx, [ctx.service.get_addon(addon)], with_fingerprints=True)[0]
+    )
+
+
+@router.get("/apps/{app}/addons/{addon}", responses=_one(AddonOut, "The add-on"), tags=["add-ons"])
+def get_app_addon(request: Request, app: str, addon: str, _who: Operator) -> Response:
+    """One add-on by id, name, or attachment name on ``app``."""
+    ctx = ctx_of(request)
+    found = ctx.service.resolve_addon(addon, app)
+    return json_response(addon_views(ctx, [found], with_fingerprints=True)[0])
+
+
+@router.delete(
+    "/apps/{app}/addons/{addon}", responses=_one(AddonOut, "Deprovisioned"), tags=["add-ons"]
+)
+def delete_addon(
+    request: Request,
+    app: str,
+    addon: str,
+    who: Operator,
+    body: Annotated[AddonDelete | None, Body()] = None,
+) -> Response:
+    """Deprovision; refused (422) while attached to other apps unless ``force``."""
+    ctx = ctx_of(request)
+    target = ctx.service.resolve_addon(addon, app)
+    view = addon_views(ctx, [target])[0]
+    ctx.service.destroy_addon(
+        target.id, app_ref=app, force=bool(body and body.force), actor=who.actor
+    )
+    view["state"] = "deprovisioned"
+    return json_response(view)
+
+
+@router.post(
+    "/actions/addons/resolve",
+    responses=_many(AddonOut, "Matching add-ons"),
+    tags=["add-ons"],
+)
+def resolve_addon(request: Request, _who: Operator, body: ResolveAddon) -> Response:
+    """Find an add-on by id, name, or attachment name on ``app`` (always a list)."""
+    ctx = ctx_of(request)
+    if body.addon_service not in (None, "securekey"):
+        return json_response([])
+    found = ctx.service.resolve_addon(body.addon, body.app)
+    return json_response(addon_views(ctx, [found]))
+
+
+# ------------------------------------------------------------------ attachments
+
+
+@router.post(
+    "/addon-attachments",
+    status_code=201,
+    responses={201: {"model": AttachmentOut, "description": "Attached"}, **ERRORS},
+    tags=["add-on attachments"],
+)
+def create_attachment(request: Request, who: Operator, body: AttachmentCreate) -> Response:
+    """Attach an add-on to an app under ``name`` (default ``SECURE``); one release there."""
+    ctx = ctx_of(request)
+    addon_ref, app_ref = ref_value(body.addon), ref_value(body.app)
+    if not addon_ref:
+        raise ValidationError("addon", "addon is required (id or name).")
+    if not app_ref:
+        raise ValidationError("app", "app is required (id or name).")
+    att, _release = ctx.service.attach(addon_ref, app_ref, as_=body.name, actor=who.actor)
+    return json_response(attachment_views(ctx, [att])[0], 201)
+
+
+@router.get(
+    "/addon-attachments",
+    responses=_many(AttachmentOut, "Every attachment"),
+    tags=["add-on attachments"],
+)
+def list_attachments(request: Request, _who: Operator, _range: RangeHeader = None) -> Response:
+    """Every attachment."""
+    ctx = ctx_of(request)
+    return listed(request, attachment_views(ctx, ctx.service.list_attachments()))
+
+
+@router.get(
+    "/addon-attachments/{attachment}",
+    responses=_one(AttachmentOut, "The attachment"),
+    tags=["add-on attachments"],
+)
+def get_attachment(request: Request, attachment: str, _who: Operator) -> Response:
+    """One attachment by id."""
+    ctx = ctx_of(request)
+    return json_response(attachment_views(ctx, [ctx.service.get_attachment(attachment)])[0])
+
+
+@router.get(
+    "/apps/{app}/addon-attachments",
+    responses=_many(AttachmentOut, "The app's attachments"),
+    tags=["add-on attachments"],
+)
+def list_app_attachments(
+    request: Request, app: str, _who: Operator, _range: RangeHeader = None
+) -> Response:
+    """An app's attachments."""
+    ctx = ctx_of(request)
+    return listed(request, attachment_views(ctx, ctx.service.list_attachments(app_ref=app)))
+
+
+@router.get(
+    "/apps/{app}/addon-attachments/{attachment}",
+    responses=_one(AttachmentOut, "The attachment"),
+    tags=["add-on attachments"],
+)
+def get_app_attachment(request: Request, app: str, attachment: str, _who: Operator) -> Response:
+    """One of an app's attachments by name or id."""
+    ctx = ctx_of(request)
+    att = ctx.service.get_attachment(attachment, app_ref=app)
+    return json_response(attachment_views(ctx, [att])[0])
+
+
+@router.get(
+    "/addons/{addon}/addon-attachments",
+    responses=_many(AttachmentOut, "The add-on's attachments"),
+    tags=["add-on attachments"],
+)
+def list_addon_attachments(
+    request: Request, addon: str, _who: Operator, _range: RangeHeader = None
+) -> Response:
+    """Every app an add-on is attached to."""
+    ctx = ctx_of(request)
+    return listed(request, attachment_views(ctx, ctx.service.list_attachments(addon_ref=addon)))
+
+
+@router.delete(
+    "/addon-attachments/{attachment}",
+    responses=_one(AttachmentOut, "Detached"),
+    tags=["add-on attachments"],
+)
+def delete_attachment(request: Request, attachment: str, who: Operator) -> Response:
+    """Detach: the var leaves that app, with one release; refused for the last attachment."""
+    ctx = ctx_of(request)
+    view = attachment_views(ctx, [ctx.service.get_attachment(attachment)])
+    ctx.service.detach(attachment, actor=who.actor)
+    return json_response(view[0] if view else {})
+
+
+# ------------------------------------------------------------------ config vars
+
+_CONFIG_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": dict[str, str], "description": "Config vars, with ETag = release"},
+    304: {"description": "Not modified since the given ETag"},
+    **ERRORS,
+}
+
+
+@router.get("/apps/{app}/config-vars", responses=_CONFIG_RESPONSES, tags=["config vars"])
+async def get_config_vars(
+    request: Request,
+    app: str,
+    who: Anyone,
+    if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    """An app's config vars (operator, or that app's token); conditional with If-None-Match."""
+    ctx = ctx_of(request)
+    snapshot = await ctx.config(app)
+    require_app_reader(who, snapshot.app_id)
+    etag = f'"{snapshot.release}"'
+    headers = {"ETag": etag, "Cache-Control": "no-store"}
+    if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(snapshot.body, 200, headers=headers, media_type="application/json")
+
+
+@router.patch(
+    "/apps/{app}/config-vars", responses=_one(dict[str, str], "Config vars"), tags=["config vars"]
+)
+def update_config_vars(
+    request: Request,
+    app: str,
+    who: Operator,
+    body: Annotated[dict[str, str | int | float | None], Body()],
+) -> Response:
+    """Set vars (strings) and unset them (null) in one release; add-on vars are refused."""
+    ctx = ctx_of(request)
+    ctx.service.set_config(app, body, actor=who.actor)
+    application, config = ctx.service.config_snapshot(app)
+    return json_response(config, headers={"ETag": f'"{application.release}"'})
+
+
+# --------------------------------------------------------------------- releases
+
+
+@router.get("/apps/{app}/releases", responses=_many(ReleaseOut, "Releases"), tags=["releases"])
+def list_releases(
+    request: Request, app: str, _who: Operator, _range: RangeHeader = None
+) -> Response:
+    """An app's releases; ``Range: version ..; max=15, order=desc`` gives the newest first."""
+    svc = ctx_of(request).service
+    application = svc.get_app(app)
+    spec = parse_range(request.headers.get("range"), ("version", "id"), "version")
+    if spec.field != "version":
+        spec = type(spec)("version", max=spec.max, order=spec.order)
+
+    def bound(text: str | None, exclusive: bool, step: int) -> int | None:
+        if text is None:
+            return None
+        if not text.isdigit() or len(text) > 9:
+            raise ApiError(400, "invalid_range", "Release range bounds must be version numbers.")
+        return int(text) + (step if exclusive else 0)
+
+    start = bound(spec.start, spec.start_exclusive, 1)
+    end = bound(spec.end, spec.end_exclusive, -1)
+    rows = svc.releases(
+        application.id, start=start, end=end, limit=spec.max + 1, descending=spec.order == "desc"
+    )
+    chunk = rows[: spec.max]
+    headers = {"Accept-Ranges": "version"}
+    if chunk:
+        headers["Content-Range"] = f"version {chunk[0].version}..{chunk[-1].version}"
+    partial = len(rows) > spec.max
+    if partial:
+        last = chunk[-1].version
+        bounds = f"]{last}.." if spec.order == "asc" else f"..[{last}"
+        headers["Next-Range"] = f"version {bounds}; max={spec.max}, order={spec.order}"
+    data = [release_resource(r, application) for r in chunk]
+    return json_response(data, 206 if partial else 200, headers)
+
+
+@router.get(
+    "/apps/{app}/releases/{release}", responses=_one(ReleaseOut, "The release"), tags=["releases"]
+)
+def get_release(request: Request, app: str, release: str, _who: Operator) -> Response:
+    """One release by version (``3`` or ``v3``) or id."""
+    svc = ctx_of(request).service
+    application = svc.get_app(app)
+    return json_response(release_resource(svc.release(application.id, release), application))
