@@ -1,0 +1,79 @@
+"""The securekey SDK: key rings, live refresh, the graceful-rotation handshake, ``run``.
+
+Light on purpose: it needs only the standard library and httpx (never the server's stack).
+Present and sign with LATEST; accept LATEST, then PREVIOUS. Everything public is listed in
+``__all__`` below and pinned by a test.
+"""
+
+from securekey.client._api import ACCEPT, ConfigSnapshot
+from securekey.client._auth import SecureKeyAuth, SecureKeyRequestsAuth
+from securekey.client._envfile import read_env_file, write_env_file
+from securekey.client._errors import Reason, ServerUnavailableError, VerificationError
+from securekey.client._fake import FakeSecureKeyServer
+from securekey.client._frameworks import django_settings, flask_config, itsdangerous_keys
+from securekey.client._middleware import (
+    LATEST_KEY_HEADER,
+    LATEST_KEYID_HEADER,
+    SecureKeyMiddleware,
+    SecureKeyWSGIMiddleware,
+)
+from securekey.client._ring import ChangeCallback, Fetcher, KeyRing, StaticKeyRing
+from securekey.client._signing import (
+    SIGNATURE_HEADER,
+    ReplayCache,
+    Signature,
+    canonical_request,
+    sign_request,
+)
+from securekey.client._verify import DEFAULT_KEY_HEADER, Mode, Verified, Verifier
+from securekey.client._watch import (
+    AsyncWatchedKeyRing,
+    Backoff,
+    ConfigWatcher,
+    SnapshotCallback,
+    WatchedKeyRing,
+)
+from securekey.domain.keys import Key, KeyPair, Slot, fingerprint, parse_pair
+
+__all__ = [
+    "ACCEPT",
+    "DEFAULT_KEY_HEADER",
+    "LATEST_KEYID_HEADER",
+    "LATEST_KEY_HEADER",
+    "SIGNATURE_HEADER",
+    "AsyncWatchedKeyRing",
+    "Backoff",
+    "ChangeCallback",
+    "ConfigSnapshot",
+    "ConfigWatcher",
+    "FakeSecureKeyServer",
+    "Fetcher",
+    "Key",
+    "KeyPair",
+    "KeyRing",
+    "Mode",
+    "Reason",
+    "ReplayCache",
+    "SecureKeyAuth",
+    "SecureKeyMiddleware",
+    "SecureKeyRequestsAuth",
+    "SecureKeyWSGIMiddleware",
+    "ServerUnavailableError",
+    "Signature",
+    "Slot",
+    "SnapshotCallback",
+    "StaticKeyRing",
+    "VerificationError",
+    "Verified",
+    "Verifier",
+    "WatchedKeyRing",
+    "canonical_request",
+    "django_settings",
+    "fingerprint",
+    "flask_config",
+    "itsdangerous_keys",
+    "parse_pair",
+    "read_env_file",
+    "sign_request",
+    "write_env_file",
+]

@@ -1,0 +1,234 @@
+"""The client side of the handshake, for httpx and for requests.
+
+Bearer mode presents LATEST and adopts the LATEST a server hands back when it saw PREVIOUS;
+signed mode signs each request with LATEST and never sends a key. On a 401 the ring is
+refreshed once and, if that gives a different key, the request is sent once more.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from typing import Any
+
+import httpx
+
+from securekey.client._middleware import LATEST_KEY_HEADER, LATEST_KEYID_HEADER
+from securekey.client._ring import KeyRing
+from securekey.client._signing import SIGNATURE_HEADER, sign_request
+from securekey.client._verify import DEFAULT_KEY_HEADER
+from securekey.domain.keys import Key
+from securekey.exceptions import ValidationError
+
+__all__ = ["SecureKeyAuth", "SecureKeyRequestsAuth"]
+
+log = logging.getLogger("securekey.client")
+
+
+class _Presenter:
+    """What both auth classes share: which key to use, credentials, adopting, retrying."""
+
+    def __init__(self, ring: KeyRing, signed: bool, header: str) -> None:
+        self.ring, self.signed, self.header = ring, signed, header
+        self._bearer = header.lower() == "authorization"
+        # (fingerprint of the ring's LATEST when adopted, the adopted key): the adoption
+        # holds only until the ring itself moves, so a stale adoption can never win.
+        self._adopted: tuple[str, Key] | None = None
+        self._lock = threading.Lock()
+
+    def key(self) -> Key:
+        latest = self.ring.latest
+        adopted = self._adopted
+        if adopted is not None and adopted[0] == latest.fingerprint:
+            return adopted[1]
+        return latest
+
+    def credentials(self, method: str, target: str, body: bytes) -> tuple[str, str, str]:
+        """(header, value, fingerprint of the key used) for one request."""
+        key = self.key()
+        if self.signed:
+            return SIGNATURE_HEADER, sign_request(key, method, target, body), key.fingerprint
+        value = f"Bearer {key.hex}" if self._bearer else key.hex
+        return self.header, value, key.fingerprint
+
+    def observe(self, headers: Mapping[str, str], used: str) -> None:
+        """Learn from a response: adopt a handed-over LATEST, or refresh on a newer key id."""
+        if self.signed:
+            keyid = headers.get(LATEST_KEYID_HEADER)
+            if keyid and keyid.strip().lower() != self.ring.latest.fingerprint:
+                self.ring.refresh_soon()
+            return
+        value = headers.get(LATEST_KEY_HEADER)
+        if not value:
+            return
+        try:
+            key = Key(value.strip().upper())
+        except ValidationError:
+            log.warning("Ignored an ill-formed %s header.", LATEST_KEY_HEADER)
+            return
+        with self._lock:
+            if key.fingerprint not in (used, self.ring.latest.fingerprint):
+                self._adopted = (self.ring.latest.fingerprint, key)
+                log.info("Adopted LATEST %s handed over by the server.", key.fingerprint)
+
+    def _forget(self, used: str) -> None:
+        with self._lock:
+            if self._adopted is not None and self._adopted[1].fingerprint == used:
+                self._adopted = None
+
+    def retry_after_refresh(self, used: str) -> bool:
+        """After a 401: refresh once; True if there is now a different key to try."""
+        self._forget(used)
+        self.ring.refresh()
+        return self.key().fingerprint != used
+
+    async def aretry_after_refresh(self, used: str) -> bool:
+        """``retry_after_refresh`` for coroutines."""
+        self._forget(used)
+        await self.ring.arefresh()
+        return self.key().fingerprint != used
+
+
+class SecureKeyAuth(httpx.Auth):
+    """httpx auth: ``httpx.Client(auth=SecureKeyAuth(ring))``; sync and async clients alike.
+
+    ``signed=True`` signs instead of presenting the key. ``header`` is where the key goes
+    (``Authorization: Bearer <key>`` by default, or e.g. ``X-Securekey-Key: <key>``).
+    ``retry`` (default on) resends once after a 401 when a refresh finds a newer key; it makes
+    httpx read the request body into memory first, as signing does.
+    """
+
+    def __init__(
+        self,
+        ring: KeyRing,
+        *,
+        signed: bool = False,
+        header: str = DEFAULT_KEY_HEADER,
+        retry: bool = True,
+    ) -> None:
+        self._presenter = _Presenter(ring, signed, header)
+        self.retry = retry
+        self.requires_request_body = signed or retry
+
+    @property
+    def key(self) -> Key:
+        """The key the next request will use."""
+        return self._presenter.key()
+
+    def _apply(self, request: httpx.Request) -> str:
+        body = request.content if self.requires_request_body else b""
+        target = request.url.raw_path.decode("ascii")
+        name, value, used = self._presenter.credentials(request.method, target, body)
+        request.headers[name] = value
+        return used
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        if self.requires_request_body:
+            request.read()
+        used = self._apply(request)
+        response = yield request
+        self._presenter.observe(response.headers, used)
+        if self.retry and response.status_code == 401 and self._presenter.retry_after_refresh(used):
+            used = self._apply(request)
+            response = yield request
+            self._presenter.observe(response.headers, used)
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self.requires_request_body:
+            await request.aread()
+        used = self._apply(request)
+        response = yield request
+        self._presenter.observe(response.headers, used)
+        if (
+            self.retry
+            and response.status_code == 401
+            and await self._presenter.aretry_after_refresh(used)
+        ):
+            used = self._apply(request)
+            response = yield request
+            self._presenter.observe(response.headers, used)
+
+
+def _require_requests() -> None:
+    try:
+        importlib.import_module("requests")
+    except ImportError as exc:
+        raise ImportError(
+            "SecureKeyRequestsAuth needs the 'requests' package, which securekey does not "
+            "install: pip install requests (or use SecureKeyAuth with httpx)."
+        ) from exc
+
+
+def _body_bytes(body: object, signed: bool) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if signed:
+        raise ValueError("A signed request needs its body in memory (bytes or str), not a stream.")
+    return b""
+
+
+class SecureKeyRequestsAuth:
+    """requests auth: ``requests.get(url, auth=SecureKeyRequestsAuth(ring))``.
+
+    Same options as ``SecureKeyAuth``. requests accepts any callable as ``auth`` (this is the
+    ``AuthBase`` protocol); requests itself is imported only when this class is used, and a
+    clear ImportError says so if it is missing.
+    """
+
+    def __init__(
+        self,
+        ring: KeyRing,
+        *,
+        signed: bool = False,
+        header: str = DEFAULT_KEY_HEADER,
+        retry: bool = True,
+    ) -> None:
+        _require_requests()
+        self._presenter = _Presenter(ring, signed, header)
+        self.retry = retry
+
+    @property
+    def key(self) -> Key:
+        """The key the next request will use."""
+        return self._presenter.key()
+
+    def _apply(self, request: Any) -> str:
+        body = _body_bytes(request.body, self._presenter.signed)
+        name, value, used = self._presenter.credentials(request.method, request.path_url, body)
+        request.headers[name] = value
+        return used
+
+    def __call__(self, request: Any) -> Any:
+        used = self._apply(request)
+        request.register_hook("response", self._hook(used))
+        return request
+
+    def _hook(self, used: str) -> Callable[..., Any]:
+        def handle(response: Any, **kwargs: Any) -> Any:
+            self._presenter.observe(response.headers, used)
+            if not (self.retry and response.status_code == 401):
+                return response
+            if getattr(response.request, "_securekey_retried", False):
+                return response
+            if not self._presenter.retry_after_refresh(used):
+                return response
+            _ = response.content  # drain, so the connection can be reused
+            response.close()
+            again = response.request.copy()
+            again._securekey_retried = True
+            again_used = self._apply(again)
+            retried = response.connection.send(again, **kwargs)
+            retried.history.append(response)
+            retried.request = again
+            self._presenter.observe(retried.headers, again_used)
+            return retried
+
+        return handle

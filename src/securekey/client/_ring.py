@@ -1,0 +1,459 @@
+"""The key ring: the current ``KeyPair``, swapped atomically, checked LATEST then PREVIOUS.
+
+It also runs the refresh a verifier asks for before refusing an unknown key: single-flight
+(concurrent callers share one fetch) and rate-limited (callers wait for the next slot, never skip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+import httpx
+
+from securekey.client._api import Endpoint
+from securekey.client._envfile import read_env_file
+from securekey.domain.keys import Key, KeyPair, Slot, parse_pair
+from securekey.exceptions import NotFoundError, SecureKeyError
+
+__all__ = ["ChangeCallback", "Fetcher", "KeyRing", "StaticKeyRing"]
+
+log = logging.getLogger("securekey.client")
+
+#: Called with the new pair after every change, in the thread that made the change.
+ChangeCallback = Callable[[KeyPair], None]
+
+
+class Fetcher(Protocol):
+    """Where a ring looks for a newer pair; None means "nothing newer than what you have"."""
+
+    def fetch(self) -> KeyPair | None:
+        """Look for a newer pair, blocking."""
+        ...
+
+    async def afetch(self) -> KeyPair | None:
+        """Look for a newer pair without blocking the event loop."""
+        ...
+
+
+def _done(result: bool) -> Future[bool]:
+    """A future already holding ``result``."""
+    fut: Future[bool] = Future()
+    fut.set_running_or_notify_cancel()
+    fut.set_result(result)
+    return fut
+
+
+class _Coalescer:
+    """One refresh at a time, at most one start per ``interval``; callers join the next start.
+
+    A caller joins the refresh that has not started yet, never one already running: a running
+    fetch may have been answered before the caller's new key existed.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[], bool],
+        arun: Callable[[], Any],
+        interval: float,
+        timeout: float,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._run, self._arun = run, arun
+        self._interval, self._timeout, self._monotonic = interval, timeout, monotonic
+        self._lock = threading.Lock()
+        self._pending: Future[bool] | None = None
+        self._running: Future[bool] = _done(False)
+        self._last_start = -math.inf
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.started = 0
+
+    def _join(self) -> tuple[Future[bool], bool]:
+        with self._lock:
+            if self._pending is None:
+                fut: Future[bool] = Future()
+                # Running futures cannot be cancelled: no waiter can spoil one for the others.
+                fut.set_running_or_notify_cancel()
+                self._pending = fut
+                return fut, True
+            return self._pending, False
+
+    def _delay(self) -> float:
+        with self._lock:
+            return max(0.0, self._last_start + self._interval - self._monotonic())
+
+    def _start(self, fut: Future[bool]) -> None:
+        with self._lock:
+            self._pending = None
+            self._running = fut
+            self._last_start = self._monotonic()
+            self.started += 1
+
+    def _settle(self, fut: Future[bool], result: bool) -> None:
+        with self._lock:
+            if self._pending is fut:  # failed before it started: let the next caller lead
+                self._pending = None
+        fut.set_result(result)
+
+    def run_sync(self) -> bool:
+        """Join the next refresh (leading it if first), wait for it, return whether it changed."""
+        fut, leader = self._join()
+        if leader:
+            result = False
+            try:
+                self._running.exception(timeout=self._timeout)
+                delay = self._delay()
+                if delay:
+                    time.sleep(delay)
+                self._start(fut)
+                result = self._run()
+            finally:
+                self._settle(fut, result)
+        try:
+            return fut.result(timeout=self._timeout)
+        except TimeoutError:
+            return False
+
+    async def _lead(self, fut: Future[bool]) -> None:
+        result = False
+        try:
+            await asyncio.wait([asyncio.wrap_future(self._running)], timeout=self._timeout)
+            delay = self._delay()
+            if delay:
+                await asyncio.sleep(delay)
+            self._start(fut)
+            result = bool(await self._arun())
+        finally:
+            self._settle(fut, result)
+
+    async def run_async(self) -> bool:
+        """The same as ``run_sync`` for coroutines; a cancelled caller never cancels the fetch."""
+        fut, leader = self._join()
+        if leader:
+            task = asyncio.ensure_future(self._lead(fut))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(fut)), timeout=self._timeout
+            )
+        except TimeoutError:
+            return False
+
+
+class KeyRing:
+    """The current ``KeyPair``: present and sign with LATEST; accept LATEST, then PREVIOUS.
+
+    Reading is lock-free (one reference); ``swap`` is atomic and runs the change callbacks.
+    A ring with a ``fetcher`` can ``refresh`` (single-flight, at most once per
+    ``min_refresh_interval`` seconds); a ring without one never changes unless swapped.
+    """
+
+    def __init__(
+        self,
+        pair: KeyPair,
+        *,
+        fetcher: Fetcher | None = None,
+        min_refresh_interval: float = 1.0,
+        refresh_timeout: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(pair, KeyPair):
+            raise TypeError("KeyRing needs a KeyPair; use KeyRing.from_value for a string.")
+        self._pair = pair
+        self._lock = threading.RLock()
+        self._callbacks: list[ChangeCallback] = []
+        self._fetcher = fetcher
+        self._refresher = _Coalescer(
+            self._fetch_and_swap,
+            self._afetch_and_swap,
+            min_refresh_interval,
+            refresh_timeout,
+            monotonic,
+        )
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_value(cls, value: str, **kwargs: Any) -> KeyRing:
+        """A ring from a config var value ``LATEST,PREVIOUS`` (errors never echo the value)."""
+        return cls(parse_pair(value), **kwargs)
+
+    @classmethod
+    def from_environ(
+        cls, var: str = "SECURE_KEY", environ: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> KeyRing:
+        """A ring from the environment variable ``var`` (as ``securekey run`` sets it)."""
+        env = os.environ if environ is None else environ
+        if var not in env:
+            raise NotFoundError("config_var", var)
+        return cls.from_value(env[var], **kwargs)
+
+    @classmethod
+    def from_env_file(
+        cls, path: str | os.PathLike[str], var: str = "SECURE_KEY", **kwargs: Any
+    ) -> KeyRing:
+        """A ring from an env file; it refreshes by reading the file again.
+
+        Pairs with ``securekey run --no-restart --env-file``: the process keeps running and
+        learns each rotation the first time it meets a key it does not know.
+        """
+        fetcher = _FileFetcher(os.fspath(path), var)
+        pair = fetcher.read()
+        return cls(pair, fetcher=fetcher, **kwargs)
+
+    @classmethod
+    def from_server(
+        cls,
+        url: str,
+        app: str,
+        token: str,
+        *,
+        var: str = "SECURE_KEY",
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 10.0,
+        **kwargs: Any,
+    ) -> KeyRing:
+        """A ring from one GET of the app's config vars; it refreshes with a conditional GET.
+
+        No background work: for live updates use ``WatchedKeyRing`` / ``AsyncWatchedKeyRing``.
+        """
+        fetcher = _HttpFetcher(Endpoint(url, app, token), var, transport, timeout)
+        pair = fetcher.fetch()
+        if pair is None:  # pragma: no cover - an unconditional GET always answers a body
+            raise NotFoundError("config_var", var)
+        return cls(pair, fetcher=fetcher, **kwargs)
+
+    # -- reading --------------------------------------------------------------------------
+
+    @property
+    def current(self) -> KeyPair:
+        """The pair now in force."""
+        return self._pair
+
+    @property
+    def latest(self) -> Key:
+        """The key to present and to sign with."""
+        return self._pair.latest
+
+    def present(self) -> str:
+        """The LATEST key as 64 hex digits, to send as a bearer credential."""
+        return self._pair.latest.hex
+
+    def verify(self, presented: str) -> Slot | None:
+        """Which key ``presented`` is, "latest" or "previous" (checked in that order), or None."""
+        return self._pair.match(presented)
+
+    def key_for(self, fingerprint: str) -> tuple[Slot, Key] | None:
+        """The slot and key a fingerprint names (LATEST first), or None."""
+        return self._pair.by_fingerprint(fingerprint)
+
+    def sign(self, message: bytes) -> str:
+        """HMAC-SHA256 of ``message`` under LATEST, as hex."""
+        return hmac.new(self._pair.latest.bytes, message, hashlib.sha256).hexdigest()
+
+    def verify_signature(self, message: bytes, signature: str) -> Slot | None:
+        """Which key signed ``message`` (HMAC-SHA256 hex), LATEST then PREVIOUS, or None."""
+        pair = self._pair
+        given = signature.lower().encode()
+        latest = hmac.compare_digest(
+            hmac.new(pair.latest.bytes, message, hashlib.sha256).hexdigest().encode(), given
+        )
+        previous = hmac.compare_digest(
+            hmac.new(pair.previous.bytes, message, hashlib.sha256).hexdigest().encode(), given
+        )
+        if latest:
+            return "latest"
+        if previous:
+            return "previous"
+        return None
+
+    # -- changing -------------------------------------------------------------------------
+
+    def swap(self, pair: KeyPair) -> bool:
+        """Put ``pair`` in force atomically; True (and callbacks run) if it differs."""
+        with self._lock:
+            if pair == self._pair:
+                return False
+            self._pair = pair
+            for callback in list(self._callbacks):
+                try:
+                    callback(pair)
+                except Exception:
+                    log.exception("A securekey on_change callback failed; the swap stands.")
+            return True
+
+    def on_change(self, callback: ChangeCallback) -> Callable[[], None]:
+        """Call ``callback(new_pair)`` after each change; returns a function that unsubscribes."""
+        with self._lock:
+            self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    # -- refreshing -----------------------------------------------------------------------
+
+    @property
+    def can_refresh(self) -> bool:
+        """Whether ``refresh`` can ever learn anything (the ring has a fetcher)."""
+        return self._fetcher is not None
+
+    @property
+    def refreshes(self) -> int:
+        """How many fetches the ring has started (concurrent callers share one)."""
+        return self._refresher.started
+
+    def _fetch_and_swap(self) -> bool:
+        assert self._fetcher is not None
+        try:
+            pair = self._fetcher.fetch()
+        except (SecureKeyError, httpx.HTTPError, OSError, TimeoutError) as exc:
+            log.warning("Refreshing the key ring failed: %s", _describe(exc))
+            return False
+        return pair is not None and self.swap(pair)
+
+    async def _afetch_and_swap(self) -> bool:
+        assert self._fetcher is not None
+        try:
+            pair = await self._fetcher.afetch()
+        except (SecureKeyError, httpx.HTTPError, OSError, TimeoutError) as exc:
+            log.warning("Refreshing the key ring failed: %s", _describe(exc))
+            return False
+        return pair is not None and self.swap(pair)
+
+    def refresh(self) -> bool:
+        """Look for a newer pair now (blocking); True if the pair in force changed meanwhile.
+
+        Never raises for a server problem: a failed refresh logs and returns False.
+        """
+        if self._fetcher is None:
+            return False
+        before = self._pair
+        self._refresher.run_sync()
+        return self._pair != before
+
+    async def arefresh(self) -> bool:
+        """``refresh`` for coroutines: the event loop keeps running while it fetches."""
+        if self._fetcher is None:
+            return False
+        before = self._pair
+        await self._refresher.run_async()
+        return self._pair != before
+
+    def refresh_soon(self) -> None:
+        """Start a refresh in the background and return at once (a hint, not a promise)."""
+        if self._fetcher is not None:
+            threading.Thread(target=self.refresh, name="securekey-refresh", daemon=True).start()
+
+    def __repr__(self) -> str:
+        latest, previous = self._pair.fingerprints
+        return f"{type(self).__name__}(latest={latest!r}, previous={previous!r})"
+
+
+def _describe(exc: BaseException) -> str:
+    """A failure for the log: our errors' safe message, or just the exception's kind."""
+    return exc.message if isinstance(exc, SecureKeyError) else type(exc).__name__
+
+
+class _HttpFetcher:
+    """Conditional GETs of one app's config vars, keeping the release it last saw."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        var: str,
+        transport: httpx.BaseTransport | None,
+        timeout: float,
+    ) -> None:
+        self._endpoint, self._var = endpoint, var
+        self._client = httpx.Client(transport=transport, timeout=timeout)
+        self._release: int | None = None
+
+    def fetch(self) -> KeyPair | None:
+        snapshot = self._endpoint.get(self._client, etag=self._release)
+        if snapshot is None:
+            return None
+        pair = snapshot.pair(self._var)
+        self._release = snapshot.release
+        return pair
+
+    async def afetch(self) -> KeyPair | None:
+        return await asyncio.to_thread(self.fetch)
+
+
+class _FileFetcher:
+    """Reads the pair from an env file each time."""
+
+    def __init__(self, path: str, var: str) -> None:
+        self._path, self._var = path, var
+
+    def read(self) -> KeyPair:
+        values = read_env_file(self._path)
+        if self._var not in values:
+            raise NotFoundError("config_var", self._var)
+        return parse_pair(values[self._var])
+
+    def fetch(self) -> KeyPair | None:
+        return self.read()
+
+    async def afetch(self) -> KeyPair | None:
+        return await asyncio.to_thread(self.read)
+
+
+class _Staged:
+    """The fetcher of a StaticKeyRing: hands out a staged pair once."""
+
+    def __init__(self) -> None:
+        self.pair: KeyPair | None = None
+        self._lock = threading.Lock()
+
+    def fetch(self) -> KeyPair | None:
+        with self._lock:
+            pair, self.pair = self.pair, None
+            return pair
+
+    async def afetch(self) -> KeyPair | None:
+        return self.fetch()
+
+
+class StaticKeyRing(KeyRing):
+    """A ring for tests: a fixed or fresh pair that changes only when the test says so.
+
+    ``rotate()`` changes it now; ``stage(pair)`` makes the next ``refresh`` find ``pair``,
+    which is how a test plays "the server rotated, this process has not heard yet".
+    """
+
+    def __init__(
+        self, pair: KeyPair | str | None = None, *, min_refresh_interval: float = 0.0
+    ) -> None:
+        if pair is None:
+            pair = KeyPair.fresh()
+        elif isinstance(pair, str):
+            pair = parse_pair(pair)
+        self._staged = _Staged()
+        super().__init__(pair, fetcher=self._staged, min_refresh_interval=min_refresh_interval)
+
+    def rotate(self) -> KeyPair:
+        """Rotate now (PREVIOUS := LATEST, LATEST := new) and return the new pair."""
+        pair = self.current.rotated()
+        self.swap(pair)
+        return pair
+
+    def stage(self, pair: KeyPair | None = None) -> KeyPair:
+        """Make the next refresh find ``pair`` (default: the current pair rotated); returns it."""
+        staged = pair or self.current.rotated()
+        self._staged.pair = staged
+        return staged

@@ -1,0 +1,255 @@
+"""The server side of the handshake: ASGI and WSGI middleware in front of an echo app."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from securekey.client import (
+    KeyRing,
+    SecureKeyMiddleware,
+    SecureKeyWSGIMiddleware,
+    StaticKeyRing,
+    Verifier,
+    sign_request,
+)
+from tests.client.apps import echo_asgi, echo_wsgi
+
+
+def _asgi(ring: KeyRing, **kwargs: Any) -> httpx.AsyncClient:
+    app = SecureKeyMiddleware(echo_asgi, ring, **kwargs)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://service-1")
+
+
+def _wsgi(ring: KeyRing, **kwargs: Any) -> httpx.Client:
+    app = SecureKeyWSGIMiddleware(echo_wsgi, ring, **kwargs)
+    return httpx.Client(transport=httpx.WSGITransport(app), base_url="http://service-1")
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_asgi_refuses_a_request_without_credentials() -> None:
+    """No key: 401 with a Heroku-style JSON body and a Bearer challenge."""
+
+    async def main() -> None:
+        async with _asgi(StaticKeyRing()) as client:
+            response = await client.get("/orders")
+        assert response.status_code == 401
+        assert response.json()["id"] == "unauthorized"
+        assert response.json()["reason"] == "missing"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+    asyncio.run(main())
+
+
+def test_asgi_passes_latest_without_a_handover() -> None:
+    """LATEST reaches the app, which sees the result in scope['securekey']."""
+
+    async def main() -> None:
+        ring = StaticKeyRing()
+        async with _asgi(ring) as client:
+            response = await client.get("/orders", headers=_bearer(ring.present()))
+        assert response.status_code == 200
+        assert response.json() == {"body": "", "slot": "latest", "mode": "bearer"}
+        assert "securekey-latest-key" not in response.headers
+
+    asyncio.run(main())
+
+
+def test_asgi_hands_latest_to_a_client_presenting_previous() -> None:
+    """PREVIOUS is answered normally plus Securekey-Latest-Key: LATEST, never cached."""
+
+    async def main() -> None:
+        ring = StaticKeyRing()
+        async with _asgi(ring) as client:
+            response = await client.get("/orders", headers=_bearer(ring.current.previous.hex))
+        assert response.status_code == 200
+        assert response.json()["slot"] == "previous"
+        assert response.headers["securekey-latest-key"] == ring.current.latest.hex
+        assert response.headers["cache-control"] == "no-store"
+
+    asyncio.run(main())
+
+
+def test_asgi_checks_signed_requests_and_replays_the_body() -> None:
+    """A signed POST passes and the app still receives the full body the middleware read."""
+
+    async def main() -> None:
+        ring = StaticKeyRing()
+        body = b'{"amount": 12}'
+        async with _asgi(ring) as client:
+            header = sign_request(ring.latest, "POST", "/pay?x=1", body)
+            response = await client.post(
+                "/pay?x=1", content=body, headers={"Securekey-Signature": header}
+            )
+            assert response.json() == {"body": body.decode(), "slot": "latest", "mode": "signed"}
+            again = await client.post(
+                "/pay?x=1", content=body, headers={"Securekey-Signature": header}
+            )
+            assert again.status_code == 401
+            assert again.json()["reason"] == "replayed"
+
+    asyncio.run(main())
+
+
+def test_asgi_names_latest_by_fingerprint_to_a_previous_signer() -> None:
+    """A request signed with PREVIOUS gets Securekey-Latest-Keyid, never the key itself."""
+
+    async def main() -> None:
+        ring = StaticKeyRing()
+        async with _asgi(ring) as client:
+            header = sign_request(ring.current.previous, "GET", "/", b"")
+            response = await client.get("/", headers={"Securekey-Signature": header})
+        assert response.status_code == 200
+        assert response.headers["securekey-latest-keyid"] == ring.current.latest.fingerprint
+        assert "securekey-latest-key" not in response.headers
+
+    asyncio.run(main())
+
+
+def test_asgi_refuses_oversized_signed_bodies() -> None:
+    """A signed body over max_body is answered 413 before any verification."""
+
+    async def main() -> None:
+        ring = StaticKeyRing()
+        async with _asgi(ring, max_body=8) as client:
+            body = b"x" * 9
+            header = sign_request(ring.latest, "POST", "/", body)
+            response = await client.post("/", content=body, headers={"Securekey-Signature": header})
+        assert response.status_code == 413
+
+    asyncio.run(main())
+
+
+def test_asgi_lets_exempt_paths_through() -> None:
+    """Paths listed in exempt reach the app with no credentials and no result."""
+
+    async def main() -> None:
+        async with _asgi(StaticKeyRing(), exempt=["/health"]) as client:
+            response = await client.get("/health")
+        assert response.json()["slot"] is None
+
+    asyncio.run(main())
+
+
+def test_asgi_closes_an_unauthenticated_websocket() -> None:
+    """A WebSocket without credentials is closed with 1008 before the app sees it."""
+
+    async def main() -> None:
+        reached: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            reached.append(scope["type"])
+
+        middleware = SecureKeyMiddleware(app, StaticKeyRing())
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "websocket.connect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+        await middleware(scope, receive, send)
+        assert reached == []
+        assert sent == [{"type": "websocket.close", "code": 1008, "reason": "missing"}]
+
+    asyncio.run(main())
+
+
+def test_asgi_passes_lifespan_events_through() -> None:
+    """Non-HTTP scopes such as lifespan go straight to the app."""
+
+    async def main() -> None:
+        reached: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            reached.append(scope["type"])
+
+        middleware = SecureKeyMiddleware(app, StaticKeyRing())
+        await middleware({"type": "lifespan"}, receive=None, send=None)  # type: ignore[arg-type]
+        assert reached == ["lifespan"]
+
+    asyncio.run(main())
+
+
+def test_middleware_needs_a_ring_or_a_verifier() -> None:
+    """Building middleware with neither a ring nor a verifier is a TypeError."""
+    with pytest.raises(TypeError, match="ring"):
+        SecureKeyMiddleware(echo_asgi)
+    verifier = Verifier(StaticKeyRing())
+    assert SecureKeyWSGIMiddleware(echo_wsgi, verifier=verifier).verifier is verifier
+
+
+def test_wsgi_refuses_and_passes_like_asgi() -> None:
+    """WSGI: no key is 401; LATEST passes; PREVIOUS passes with the handover header."""
+    ring = StaticKeyRing()
+    with _wsgi(ring) as client:
+        refused = client.get("/")
+        assert refused.status_code == 401
+        assert refused.json()["reason"] == "missing"
+        ok = client.get("/", headers=_bearer(ring.present()))
+        assert ok.json()["slot"] == "latest"
+        assert "securekey-latest-key" not in ok.headers
+        old = client.get("/", headers=_bearer(ring.current.previous.hex))
+        assert old.json()["slot"] == "previous"
+        assert old.headers["securekey-latest-key"] == ring.current.latest.hex
+
+
+def test_wsgi_checks_signed_requests_and_keeps_the_body() -> None:
+    """WSGI: a signed POST with a query passes and the app reads the body unchanged."""
+    ring = StaticKeyRing()
+    body = b"payload"
+    with _wsgi(ring) as client:
+        header = sign_request(ring.latest, "POST", "/a/b?q=1&r=two", body)
+        response = client.post(
+            "/a/b?q=1&r=two", content=body, headers={"Securekey-Signature": header}
+        )
+        assert response.json() == {"body": "payload", "slot": "latest", "mode": "signed"}
+        tampered = sign_request(ring.latest, "POST", "/a/b?q=2&r=two", body)
+        refused = client.post(
+            "/a/b?q=1&r=two", content=body, headers={"Securekey-Signature": tampered}
+        )
+        assert refused.json()["reason"] == "bad_signature"
+
+
+def test_wsgi_uses_a_custom_header_and_exempt_paths() -> None:
+    """WSGI honours header='X-Securekey-Key', exempt paths and the 413 limit."""
+    ring = StaticKeyRing()
+    with _wsgi(ring, header="X-Securekey-Key", exempt=["/health"], max_body=4) as client:
+        assert client.get("/health").json()["slot"] is None
+        assert client.get("/", headers={"X-Securekey-Key": ring.present()}).status_code == 200
+        body = b"too long"
+        header = sign_request(ring.latest, "POST", "/", body)
+        response = client.post("/", content=body, headers={"Securekey-Signature": header})
+        assert response.status_code == 413
+
+
+def test_the_middleware_plugs_into_starlette() -> None:
+    """Starlette's add_middleware builds it from keyword arguments, as users will."""
+    starlette = pytest.importorskip("starlette.applications")
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(request.scope["securekey"].slot)
+
+    from starlette.routing import Route
+
+    app = starlette.Starlette(routes=[Route("/", hello)])
+    ring = StaticKeyRing()
+    app.add_middleware(SecureKeyMiddleware, ring=ring)
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
+            assert (await client.get("/", headers=_bearer(ring.present()))).text == "latest"
+            assert (await client.get("/")).status_code == 401
+
+    asyncio.run(main())

@@ -1,0 +1,200 @@
+"""Verifier: bearer keys and signatures, every refusal, and the refresh-once race rule."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from securekey.client import (
+    KeyPair,
+    KeyRing,
+    Reason,
+    StaticKeyRing,
+    VerificationError,
+    Verifier,
+    sign_request,
+)
+
+NOW = 1_700_000_000.0
+
+
+def _verifier(ring: KeyRing, **kwargs: object) -> Verifier:
+    return Verifier(ring, clock=lambda: NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def _refused(verifier: Verifier, headers: dict[str, str], body: bytes = b"") -> Reason:
+    with pytest.raises(VerificationError) as caught:
+        verifier.verify("POST", "/orders?id=1", headers, body)
+    assert caught.value.id == "unauthorized"
+    return caught.value.reason
+
+
+def _signed(key_pair: KeyPair, slot: str = "latest", ts: float = NOW, **kw: object) -> str:
+    key = key_pair.latest if slot == "latest" else key_pair.previous
+    method = str(kw.get("method", "POST"))
+    target = str(kw.get("target", "/orders?id=1"))
+    body = kw.get("body", b"{}")
+    assert isinstance(body, bytes)
+    return sign_request(key, method, target, body, timestamp=int(ts))
+
+
+def test_bearer_latest_and_previous_are_accepted_and_told_apart() -> None:
+    """A bearer LATEST is 'latest'; PREVIOUS is 'previous' and marked stale."""
+    ring = StaticKeyRing()
+    verifier = _verifier(ring)
+    pair = ring.current
+    ok = verifier.verify("GET", "/", {"Authorization": f"Bearer {pair.latest.hex}"})
+    assert (ok.mode, ok.slot, ok.stale) == ("bearer", "latest", False)
+    old = verifier.verify("GET", "/", {"authorization": f"bearer {pair.previous.hex.lower()}"})
+    assert (old.slot, old.stale, old.keyid) == ("previous", True, pair.previous.fingerprint)
+    assert old.latest == pair.latest
+
+
+def test_a_custom_header_carries_the_bare_key() -> None:
+    """With header='X-Securekey-Key' the key travels bare, and Authorization is ignored."""
+    ring = StaticKeyRing()
+    verifier = _verifier(ring, header="X-Securekey-Key")
+    assert verifier.verify("GET", "/", {"x-securekey-key": ring.present()}).slot == "latest"
+    assert _refused(verifier, {"Authorization": f"Bearer {ring.present()}"}) == "missing"
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "missing"),
+        ({"Authorization": "Basic abc"}, "malformed"),
+        ({"Authorization": "Bearer short"}, "malformed"),
+        ({"Authorization": "Bearer " + "G" * 64}, "malformed"),
+        ({"Securekey-Signature": "keyid=nope"}, "malformed"),
+    ],
+)
+def test_bad_credentials_are_refused_with_a_reason(headers: dict[str, str], reason: str) -> None:
+    """Missing or ill-formed credentials are refused without any refresh."""
+    ring = StaticKeyRing()
+    assert _refused(_verifier(ring), headers) == reason
+    assert ring.refreshes == 0
+
+
+def test_an_unknown_key_is_refused_after_one_refresh() -> None:
+    """A well-formed key nobody knows causes exactly one refresh, then 'unknown_key'."""
+    ring = StaticKeyRing()
+    stranger = KeyPair.fresh().latest.hex
+    assert _refused(_verifier(ring), {"Authorization": f"Bearer {stranger}"}) == "unknown_key"
+    assert ring.refreshes == 1
+
+
+def test_a_client_that_learned_first_is_accepted_after_the_refresh() -> None:
+    """The race: a key the server has not heard of yet is accepted once a refresh finds it."""
+    ring = StaticKeyRing()
+    rotated = ring.stage()
+    result = _verifier(ring).verify("GET", "/", {"Authorization": f"Bearer {rotated.latest.hex}"})
+    assert result.slot == "latest"
+    assert ring.current == rotated
+
+
+def test_messages_never_contain_the_presented_key() -> None:
+    """A refused key does not come back in the error message."""
+    ring = StaticKeyRing()
+    stranger = KeyPair.fresh().latest.hex
+    with pytest.raises(VerificationError) as caught:
+        _verifier(ring).verify("GET", "/", {"Authorization": f"Bearer {stranger}"})
+    assert stranger not in caught.value.message
+    assert stranger.lower() not in caught.value.message
+
+
+def test_signed_requests_with_either_key_are_accepted() -> None:
+    """A signature by LATEST is 'latest'; one by PREVIOUS is 'previous'."""
+    ring = StaticKeyRing()
+    verifier = _verifier(ring)
+    pair = ring.current
+    for slot in ("latest", "previous"):
+        headers = {"Securekey-Signature": _signed(pair, slot)}
+        result = verifier.verify("POST", "/orders?id=1", headers, b"{}")
+        assert (result.mode, result.slot) == ("signed", slot)
+
+
+def test_a_tampered_request_is_refused() -> None:
+    """Changing the body, target, method or signature after signing is 'bad_signature'."""
+    ring = StaticKeyRing()
+    verifier = _verifier(ring)
+    header = _signed(ring.current)
+    assert _refused(verifier, {"Securekey-Signature": header}, b"{ }") == "bad_signature"
+    with pytest.raises(VerificationError, match="does not match"):
+        verifier.verify("POST", "/orders?id=2", {"Securekey-Signature": header}, b"{}")
+    with pytest.raises(VerificationError, match="does not match"):
+        verifier.verify("PUT", "/orders?id=1", {"Securekey-Signature": header}, b"{}")
+    flipped = header[:-1] + ("0" if header[-1] != "0" else "1")
+    assert _refused(verifier, {"Securekey-Signature": flipped}, b"{}") == "bad_signature"
+    assert ring.refreshes == 0
+
+
+def test_a_replayed_request_is_refused() -> None:
+    """The same signed request a second time is 'replayed'."""
+    ring = StaticKeyRing()
+    verifier = _verifier(ring)
+    headers = {"Securekey-Signature": _signed(ring.current)}
+    verifier.verify("POST", "/orders?id=1", headers, b"{}")
+    assert _refused(verifier, headers, b"{}") == "replayed"
+
+
+@pytest.mark.parametrize("skew", [-301, 301, 10_000])
+def test_timestamps_beyond_the_window_are_stale(skew: int) -> None:
+    """Signatures from more than the window in the past or future are 'stale'."""
+    ring = StaticKeyRing()
+    headers = {"Securekey-Signature": _signed(ring.current, ts=NOW + skew)}
+    assert _refused(_verifier(ring), headers, b"{}") == "stale"
+
+
+def test_the_window_is_configurable() -> None:
+    """A 10 s window refuses 11 s of skew and accepts 9 s."""
+    ring = StaticKeyRing()
+    verifier = _verifier(ring, window=10)
+    late = {"Securekey-Signature": _signed(ring.current, ts=NOW - 11)}
+    assert _refused(verifier, late, b"{}") == "stale"
+    ok = {"Securekey-Signature": _signed(ring.current, ts=NOW - 9)}
+    assert verifier.verify("POST", "/orders?id=1", ok, b"{}").slot == "latest"
+
+
+def test_an_unknown_fingerprint_refreshes_once_then_is_refused() -> None:
+    """A signature naming a key nobody knows refreshes once, then is 'unknown_key'."""
+    ring = StaticKeyRing()
+    headers = {"Securekey-Signature": _signed(KeyPair.fresh())}
+    assert _refused(_verifier(ring), headers, b"{}") == "unknown_key"
+    assert ring.refreshes == 1
+
+
+def test_a_signature_by_a_key_learned_by_refresh_is_accepted() -> None:
+    """The race in signed mode: the fingerprint is found after the refresh."""
+    ring = StaticKeyRing()
+    rotated = ring.stage()
+    headers = {"Securekey-Signature": _signed(rotated)}
+    assert _verifier(ring).verify("POST", "/orders?id=1", headers, b"{}").slot == "latest"
+
+
+def test_modes_limit_what_is_accepted() -> None:
+    """A signed-only verifier refuses bearer keys; a bearer-only one ignores signatures."""
+    ring = StaticKeyRing()
+    signed_only = _verifier(ring, modes=("signed",))
+    assert _refused(signed_only, {"Authorization": f"Bearer {ring.present()}"}) == "missing"
+    bearer_only = _verifier(ring, modes=("bearer",))
+    assert not bearer_only.wants_body({"Securekey-Signature": "x"})
+    headers = {"Securekey-Signature": _signed(ring.current)}
+    assert _refused(bearer_only, headers, b"{}") == "missing"
+    with pytest.raises(ValueError, match="modes"):
+        Verifier(ring, modes=())
+
+
+def test_async_verification_refreshes_without_blocking() -> None:
+    """averify finds a key learned by refresh, and many concurrent ones share the refresh."""
+
+    async def main() -> None:
+        ring = StaticKeyRing()
+        rotated = ring.stage()
+        verifier = _verifier(ring)
+        headers = {"Authorization": f"Bearer {rotated.latest.hex}"}
+        results = await asyncio.gather(*(verifier.averify("GET", "/", headers) for _ in range(20)))
+        assert {r.slot for r in results} == {"latest"}
+        assert ring.refreshes == 1
+
+    asyncio.run(main())
