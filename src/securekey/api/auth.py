@@ -95,6 +95,15 @@ class Authenticator:
             return None
         return entry[0]
 
+    def try_cached(self, header: str | None, client: str) -> Principal | None:
+        """The principal if these credentials were verified recently; never touches the database."""
+        self.limiter.check(client)
+        try:
+            raw = credentials_from_header(header)
+        except AuthenticationError:
+            return None
+        return self.cached(raw) if raw else None
+
     def authenticate(self, header: str | None, client: str) -> Principal:
         """Check credentials (may query the database); counts failures per ``client``."""
         self.limiter.check(client)

@@ -71,7 +71,11 @@ async def principal(request: Request) -> Principal:
     """The authenticated caller (401 without valid credentials, 429 when rate-limited)."""
     ctx = ctx_of(request)
     header = request.headers.get("authorization")
-    return await run_in_threadpool(ctx.auth.authenticate, header, _client(request))
+    client = _client(request)
+    known = ctx.auth.try_cached(header, client)
+    if known is not None:
+        return known
+    return await run_in_threadpool(ctx.auth.authenticate, header, client)
 
 
 async def operator(request: Request) -> Principal:
