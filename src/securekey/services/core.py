@@ -152,14 +152,18 @@ class SecureKeyService:
                 elsewhere += self._other_attachments(tx, addon, app.id)
             if elsewhere and not force:
                 raise AttachedElsewhereError(app.name, elsewhere)
+            removed: list[tuple[Attachment, Addon]] = []
             for addon in locked:
-                self._destroy_addon(tx, addon, actor, now, skip_app=app.id)
+                gone = self._destroy_addon(tx, addon, actor, now, app.id, release=False)
+                removed += [(att, addon) for att in gone]
             # Attachments this app holds to add-ons billed elsewhere go with it.
             for att in tx.list_attachments(app_id=app.id):
                 addon = self._addon(tx, att.addon_id, lock=True)
                 tx.delete_attachment(att.id)
                 if not tx.list_attachments(addon_id=addon.id):
                     self._destroy_addon(tx, addon, actor, now, skip_app=app.id)
+            # One release per surviving app, even if it loses several add-ons' attachments.
+            self._detach_releases(tx, removed, actor, now, skip_app=app.id)
             tx.delete_app(app.id)
             self._audit(tx, actor, "app.destroy", "app", app.id, app.name, {}, now)
             return app
@@ -566,10 +570,13 @@ class SecureKeyService:
         )
         tx.store_rotation(updated, outcome, now)
         releases = []
-        attachments = sorted(tx.list_attachments(addon_id=addon.id), key=lambda a: a.app_id)
-        for att in attachments:
-            app = self._app(tx, att.app_id)
-            text = describe_rotation(att.name, addon.name, emergency=emergency)
+        # One release per app, even when an app holds the add-on under several names.
+        by_app: dict[str, list[str]] = {}
+        for att in sorted(tx.list_attachments(addon_id=addon.id), key=lambda a: (a.app_id, a.name)):
+            by_app.setdefault(att.app_id, []).append(att.name)
+        for app_id, att_names in by_app.items():
+            app = self._app(tx, app_id)
+            text = describe_rotation(", ".join(att_names), addon.name, emergency=emergency)
             releases.append(self._release(tx, app, text, actor, now))
         action = "addon.rotate_emergency" if emergency else "addon.rotate"
         self._audit(
@@ -585,7 +592,7 @@ class SecureKeyService:
                 else f"{pair.latest.fingerprint},{pair.previous.fingerprint}",
                 "latest": outcome.pair.latest.fingerprint,
                 "previous": outcome.pair.previous.fingerprint,
-                "apps": str(len(attachments)),
+                "apps": str(len(by_app)),
             },
             now,
         )
@@ -595,22 +602,27 @@ class SecureKeyService:
             " (emergency)" if emergency else "",
             outcome.pair.latest.fingerprint,
             outcome.pair.previous.fingerprint,
-            len(attachments),
+            len(by_app),
         )
         return Rotated(updated, outcome.pair.fingerprints, releases)
 
     def _destroy_addon(
-        self, tx: Repository, addon: Addon, actor: str, now: datetime, skip_app: str | None = None
-    ) -> None:
+        self,
+        tx: Repository,
+        addon: Addon,
+        actor: str,
+        now: datetime,
+        skip_app: str | None = None,
+        *,
+        release: bool = True,
+    ) -> list[Attachment]:
+        """Delete ``addon`` and its attachments; ``release=False`` leaves releases to the caller."""
         pair = tx.get_pairs([addon.id])[addon.id]
         attachments = sorted(tx.list_attachments(addon_id=addon.id), key=lambda a: a.app_id)
         for att in attachments:
             tx.delete_attachment(att.id)
-        for att in attachments:
-            if att.app_id == skip_app:
-                continue
-            app = self._app(tx, att.app_id)
-            self._release(tx, app, describe_detach(att.name, addon.name), actor, now)
+        if release:
+            self._detach_releases(tx, [(att, addon) for att in attachments], actor, now, skip_app)
         tx.delete_addon(addon.id)
         self._audit(
             tx,
@@ -626,6 +638,27 @@ class SecureKeyService:
             },
             now,
         )
+        return attachments
+
+    def _detach_releases(
+        self,
+        tx: Repository,
+        removed: list[tuple[Attachment, Addon]],
+        actor: str,
+        now: datetime,
+        skip_app: str | None = None,
+    ) -> None:
+        """One release on each app that lost attachments, however many (apps in id order)."""
+        by_app: dict[str, dict[str, list[str]]] = {}
+        for att, addon in removed:
+            if att.app_id != skip_app:
+                by_app.setdefault(att.app_id, {}).setdefault(addon.name, []).append(att.name)
+        for app_id in sorted(by_app):
+            text = " and ".join(
+                describe_detach(", ".join(sorted(att_names)), addon_name)
+                for addon_name, att_names in sorted(by_app[app_id].items())
+            )
+            self._release(tx, self._app(tx, app_id), text, actor, now)
 
     def _other_attachments(
         self, tx: Repository, addon: Addon, billing_app_id: str
