@@ -48,6 +48,12 @@ def _error(status: int, ident: str, message: str) -> _Reply:
     return _Reply(status, [("Content-Type", "application/json")], body)
 
 
+@dataclass(frozen=True)
+class _StreamRequest:
+    app: str
+    last_event_id: str | None
+
+
 @dataclass(eq=False)
 class _Subscription:
     """One open stream: wakes when its app changes, the server shuts down, or it is closed."""
@@ -134,7 +140,7 @@ class FakeSecureKeyServer:
         self.ping_interval = ping_interval
         self.stream_enabled = True
         self.available = True
-        #: Request counts: "get", "not_modified", "stream", "events", "refused".
+        #: Counts: "get", "not_modified", "stream", "events", "refused", "unavailable".
         self.counts: Counter[str] = Counter()
         #: The ``Last-Event-ID`` of every stream request, in order (None when absent).
         self.last_event_ids: list[str | None] = []
@@ -243,10 +249,13 @@ class FakeSecureKeyServer:
         for sub in subs:
             sub.wake()
 
-    def _subscribe(self, app: str, last_event_id: str | None) -> _Subscription:
-        sent = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
-        sub = _Subscription(self, app, sent, asyncio.get_running_loop())
+    def _subscribe(self, request: _StreamRequest) -> _Subscription:
+        last = request.last_event_id
+        sent = int(last) if last and last.isdigit() else None
+        sub = _Subscription(self, request.app, sent, asyncio.get_running_loop())
         with self._lock:
+            self.counts["stream"] += 1
+            self.last_event_ids.append(last)
             self._subs.add(sub)
         return sub
 
@@ -255,9 +264,12 @@ class FakeSecureKeyServer:
         with self._lock:
             self._subs.discard(sub)
 
-    def _handle(self, method: str, path: str, headers: Mapping[str, str]) -> _Reply | _Subscription:
-        """Answer one request: a reply, or a new subscription for the stream."""
+    def _handle(
+        self, method: str, path: str, headers: Mapping[str, str]
+    ) -> _Reply | _StreamRequest:
+        """Answer one request: a reply, or an accepted request to open the stream."""
         if not self.available:
+            self._count("unavailable")
             return _error(503, "unavailable", "The fake securekey server is unavailable.")
         match = _ROUTE.fullmatch(path)
         if match is None:
@@ -281,11 +293,7 @@ class FakeSecureKeyServer:
         if match[2]:
             if not self.stream_enabled:
                 return _error(404, "not_found", "Not found.")
-            self._count("stream")
-            last = headers.get("last-event-id")
-            with self._lock:
-                self.last_event_ids.append(last)
-            return self._subscribe(found.name, last)
+            return _StreamRequest(found.name, headers.get("last-event-id"))
         etag = f'"{release}"'
         if headers.get("if-none-match", "").strip() == etag:
             self._count("not_modified")
@@ -307,7 +315,7 @@ class FakeSecureKeyServer:
             return httpx.Response(
                 200,
                 headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
-                stream=_SubscriptionStream(result),
+                stream=_SubscriptionStream(self._subscribe(result)),
             )
 
         return httpx.MockTransport(handler)
@@ -317,10 +325,10 @@ class FakeSecureKeyServer:
 
         def handler(request: httpx.Request) -> httpx.Response:
             headers = {k.lower(): v for k, v in request.headers.items()}
-            if request.url.path.rstrip("/").endswith("/stream"):
-                return httpx.Response(501, json={"id": "not_implemented", "message": "No stream."})
             result = self._handle(request.method, request.url.path, headers)
-            assert isinstance(result, _Reply)
+            if isinstance(result, _StreamRequest):
+                message = "The sync transport cannot stream; use transport()."
+                return httpx.Response(501, json={"id": "not_implemented", "message": message})
             return httpx.Response(result.status, headers=result.headers, content=result.body)
 
         return httpx.MockTransport(handler)
@@ -346,7 +354,7 @@ class FakeSecureKeyServer:
             await send({"type": "http.response.start", "status": result.status, "headers": raw})
             await send({"type": "http.response.body", "body": result.body})
             return
-        await self._stream(result, receive, send)
+        await self._stream(self._subscribe(result), receive, send)
 
     async def _stream(self, sub: _Subscription, receive: Receive, send: Send) -> None:
         async def watch_disconnect() -> None:
