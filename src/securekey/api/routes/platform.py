@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import Response
 
 from securekey.api.auth import require_app_reader
-from securekey.api.context import ctx_of, json_response, operator, principal
+from securekey.api.context import ApiContext, ctx_of, json_response, operator, principal
 from securekey.api.errors import ApiError
 from securekey.api.ranges import parse_range
 from securekey.api.routes._common import (
@@ -35,10 +35,17 @@ from securekey.api.schemas import (
     ReleaseOut,
     ResolveAddon,
 )
-from securekey.domain.models import Principal
+from securekey.domain.models import Addon, Principal
 from securekey.domain.names import ADJECTIVES
-from securekey.exceptions import ConflictError, ValidationError
-from securekey.services.resources import account_resource, app_resource, release_resource
+from securekey.domain.plans import SERVICE
+from securekey.exceptions import ConflictError, NotFoundError, ValidationError
+from securekey.services.resources import (
+    ACCOUNT_EMAIL,
+    ACCOUNT_ID,
+    account_resource,
+    app_resource,
+    release_resource,
+)
 
 router = APIRouter()
 
@@ -105,6 +112,17 @@ def create_app(request: Request, who: Operator, body: AppCreate | None = None) -
 @router.get("/apps", responses=_many(AppOut, "Every app"), tags=["apps"])
 def list_apps(request: Request, _who: Operator, _range: RangeHeader = None) -> Response:
     """Every app, by name."""
+    url = base_url(request)
+    return listed(request, [app_resource(a, url) for a in ctx_of(request).service.list_apps()])
+
+
+@router.get("/users/{user}/apps", responses=_many(AppOut, "The user's apps"), tags=["apps"])
+def list_user_apps(
+    request: Request, user: str, _who: Operator, _range: RangeHeader = None
+) -> Response:
+    """Every app, as Heroku lists a user's apps (``heroku apps`` asks for ``/users/~/apps``)."""
+    if user not in ("~", ACCOUNT_EMAIL, ACCOUNT_ID):
+        raise NotFoundError("user", user)
     url = base_url(request)
     return listed(request, [app_resource(a, url) for a in ctx_of(request).service.list_apps()])
 
@@ -242,12 +260,30 @@ def delete_addon(
     tags=["add-ons"],
 )
 def resolve_addon(request: Request, _who: Operator, body: ResolveAddon) -> Response:
-    """Find an add-on by id, name, or attachment name on ``app`` (always a list)."""
+    """Find add-ons (always a list) by id, name, attachment name on ``app``,
+    ``APP::ATTACHMENT``, or service or plan name (every match; the CLI calls several ambiguous).
+    """
     ctx = ctx_of(request)
-    if body.addon_service not in (None, "securekey"):
+    if body.addon_service not in (None, SERVICE):
         return json_response([])
-    found = ctx.service.resolve_addon(body.addon, body.app)
-    return json_response(addon_views(ctx, [found]))
+    return json_response(addon_views(ctx, _resolve_all(ctx, body.addon, body.app)))
+
+
+def _resolve_all(ctx: ApiContext, ref: str, app: str | None) -> list[Addon]:
+    """Heroku's resolver; a service (``securekey``) or plan name matches every such add-on
+    billed to or attached to ``app`` (or anywhere, without ``app``)."""
+    if "::" in ref:
+        app_ref, _, name = ref.partition("::")
+        return [ctx.service.resolve_addon(name, app_ref)]
+    try:
+        return [ctx.service.resolve_addon(ref, app)]
+    except NotFoundError as missing:
+        if missing.resource != "add_on":
+            raise
+        matches = [a for a in ctx.service.list_addons(app) if ref in (SERVICE, a.plan_full_name)]
+        if not matches:
+            raise
+        return matches
 
 
 # ------------------------------------------------------------------ attachments
