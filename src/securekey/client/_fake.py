@@ -64,6 +64,11 @@ class _Subscription:
     loop: asyncio.AbstractEventLoop
     event: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
+    ping_due: bool = False
+
+    def _ping(self) -> None:
+        self.ping_due = True
+        self.event.set()
 
     def wake(self) -> None:
         try:
@@ -89,10 +94,16 @@ class _Subscription:
                 self.server._count("events")
                 data = json.dumps(values, separators=(",", ":"))
                 return f"id: {release}\nevent: config\ndata: {data}\n\n".encode()
-            try:
-                await asyncio.wait_for(self.event.wait(), self.server.ping_interval)
-            except TimeoutError:
+            if self.ping_due:
+                self.ping_due = False
                 return b": ping\n\n"
+            # A timer rather than asyncio.wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that lands as the event fires, and the stream would never end.
+            timer = self.loop.call_later(self.server.ping_interval, self._ping)
+            try:
+                await self.event.wait()
+            finally:
+                timer.cancel()
             self.event.clear()
 
 

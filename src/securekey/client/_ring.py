@@ -142,12 +142,11 @@ class _Coalescer:
             task = asyncio.ensure_future(self._lead(fut))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        try:
-            return await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(fut)), timeout=self._timeout
-            )
-        except TimeoutError:
-            return False
+        # asyncio.wait, not wait_for: it never cancels what it waits on, and on Python 3.11
+        # wait_for can swallow the caller's own cancellation.
+        shared = asyncio.wrap_future(fut)
+        done, _ = await asyncio.wait({shared}, timeout=self._timeout)
+        return shared.result() if done else False
 
 
 class KeyRing:

@@ -295,14 +295,17 @@ def run_main(argv: list[str], *, out: TextIO | None = None) -> int:
             except (OSError, SecureKeyError) as exc:
                 _say(f"cannot write {args.env_file}: {exc}", err)
                 return 1
+        # Handlers first: a signal arriving while the child starts must not kill run alone.
+        if threading.current_thread() is threading.main_thread():
+            for signum in FORWARDED:
+                previous[signum] = signal.signal(signum, supervisor.on_signal)
         try:
             supervisor.spawn()
         except OSError as exc:
             _say(f"cannot start {command[0]}: {exc.strerror or exc}", err)
             return 127 if isinstance(exc, FileNotFoundError) else 126
-        if threading.current_thread() is threading.main_thread():
-            for signum in FORWARDED:
-                previous[signum] = signal.signal(signum, supervisor.on_signal)
+        if supervisor.stopping:
+            supervisor.send(supervisor.child, signal.SIGTERM)
         events = supervisor.events
         thread.loop.call_soon_threadsafe(
             watcher.add_listener, lambda snap: events.put(("release", snap))
