@@ -123,39 +123,48 @@ async def _deliver_webhooks(ctx: ApiContext, stop: asyncio.Event, interval: floa
     async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
         while not stop.is_set():
             try:
-                leased = await run_in_threadpool(ctx.webhooks.lease_next, [])
+                sent = await _deliver_one(ctx, client)
             except Exception as error:
-                log.warning("webhook lease failed: %s", type(error).__name__)
-                leased = None
-            if leased is None:
+                # Never let one bad moment (a busy database, say) end the sender for good: a
+                # leased delivery whose outcome was not recorded is tried again after its lease.
+                log.warning("webhook delivery failed: %s", type(error).__name__)
+                sent = False
+            if not sent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), interval)
-                continue
-            delivery, hook, body = leased
-            code: int | None = None
-            error_class: str | None = None
-            try:
-                answer = await client.post(
-                    hook.url,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "Heroku-Webhook-Hmac-SHA256": sign_body(hook.secret, body),
-                        "Heroku-Webhook-Id": delivery.id,
-                        "User-Agent": f"securekey-webhooks/{__version__}",
-                    },
-                )
-                code = answer.status_code
-            except httpx.HTTPError as failure:
-                error_class = type(failure).__name__
-            settled = await run_in_threadpool(ctx.webhooks.settle, delivery, code, error_class)
-            log.info(
-                "webhook delivery %s: %s (attempt %d, code %s)",
-                delivery.id,
-                settled.status,
-                settled.num_attempts,
-                code,
-            )
+
+
+async def _deliver_one(ctx: ApiContext, client: httpx.AsyncClient) -> bool:
+    """Lease, post and settle one due delivery; False when none was due."""
+    leased = await run_in_threadpool(ctx.webhooks.lease_next, [])
+    if leased is None:
+        return False
+    delivery, hook, body = leased
+    code: int | None = None
+    error_class: str | None = None
+    try:
+        answer = await client.post(
+            hook.url,
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "Heroku-Webhook-Hmac-SHA256": sign_body(hook.secret, body),
+                "Heroku-Webhook-Id": delivery.id,
+                "User-Agent": f"securekey-webhooks/{__version__}",
+            },
+        )
+        code = answer.status_code
+    except Exception as failure:  # any failure to post is this attempt's outcome, to record
+        error_class = type(failure).__name__
+    settled = await run_in_threadpool(ctx.webhooks.settle, delivery, code, error_class)
+    log.info(
+        "webhook delivery %s: %s (attempt %d, code %s)",
+        delivery.id,
+        settled.status,
+        settled.num_attempts,
+        code,
+    )
+    return True
 
 
 def create_api(

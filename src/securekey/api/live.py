@@ -30,6 +30,8 @@ class ReleaseHub:
         self._events: dict[str, asyncio.Event] = {}
         self._versions: dict[str, int] = {}
         self.watchers = 0
+        #: Set when the server stops: streams end so their clients move to another replica.
+        self.closing = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the server's event loop (at start-up)."""
@@ -42,6 +44,24 @@ class ReleaseHub:
             return
         with contextlib.suppress(RuntimeError):  # the loop is shutting down
             loop.call_soon_threadsafe(self._wake, list(notices))
+
+    def wake_all(self) -> None:
+        """Wake every waiter to look again (notices may have been missed); any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._wake_all)
+
+    def close(self) -> None:
+        """Wake every waiter for good (call in the server's loop, as it shuts down)."""
+        self.closing = True
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        events, self._events = self._events, {}
+        for event in events.values():
+            event.set()
 
     def _wake(self, notices: list[ReleaseNotice]) -> None:
         for notice in notices:
@@ -57,6 +77,8 @@ class ReleaseHub:
 
     async def wait(self, app_id: str, timeout: float) -> bool:
         """Wait until ``app_id`` gets a release or ``timeout`` passes; True if woken."""
+        if self.closing:
+            return True
         event = self._events.get(app_id)
         if event is None:
             event = self._events[app_id] = asyncio.Event()
@@ -174,12 +196,17 @@ class PgReleaseListener:
         import psycopg  # only the PostgreSQL backend needs it
 
         backoff = 0.1
+        lost = False
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {self.channel}")
                     self.connected.set()
                     backoff = 0.1
+                    if lost:
+                        # Releases committed while we were away were never announced here.
+                        self.sink.reset()
+                        lost = False
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             app_id, _, version = note.payload.partition(":")
@@ -187,6 +214,7 @@ class PgReleaseListener:
                                 self.sink([ReleaseNotice(app_id, int(version))])
             except Exception as error:
                 self.connected.clear()
+                lost = True
                 self.sink.reset()
                 log.warning("release notifications lost (%s); reconnecting", type(error).__name__)
                 self._stop.wait(backoff)
@@ -205,5 +233,6 @@ class ReleaseSink:
         self.hub.publish(notices)
 
     def reset(self) -> None:
-        """Forget cached configs: notices may have been missed."""
+        """Notices may have been missed: forget cached configs, and let watchers look again."""
         self.cache.clear()
+        self.hub.wake_all()

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import socket
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
 
 from securekey.api.app import create_api
+from securekey.api.live import ReleaseHub
 from securekey.config import Settings
+from securekey.exceptions import BusyError, ConfigurationError
 from securekey.runtime import open_runtime
 from securekey.services.tokens import TokenService
 
@@ -42,6 +47,46 @@ def _announce_token(token: str, host: str, port: int) -> None:
     )
 
 
+#: Seconds in-flight requests get to finish when the server is asked to stop.
+_GRACE = 10
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending open watch streams first: they never finish on their own, and
+    uvicorn would wait for them forever; their clients reconnect to another replica."""
+
+    def __init__(self, config: uvicorn.Config, hub: ReleaseHub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.hub.close()
+        await super().shutdown(sockets)
+
+
+def _ensure_operator_token(tokens: TokenService, value: str | None) -> str | None:
+    """``ensure_operator_token``, tolerating a replica that stores the same token first."""
+    try:
+        return tokens.ensure_operator_token(value)
+    except BusyError:
+        # Replicas started together race to insert one token hash; the loser now finds it.
+        return tokens.ensure_operator_token(value)
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment (at most an hour)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 3600:
+        raise ConfigurationError(f"{name} must be a number of seconds above 0, at most 3600.")
+    return value
+
+
 def serve(
     *,
     host: str = DEFAULT_HOST,
@@ -56,17 +101,32 @@ def serve(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Tests and impatient operators shorten the first retry; it doubles per attempt from there.
+    webhook_backoff = timedelta(seconds=_env_seconds("SECUREKEY_WEBHOOK_BACKOFF", 5.0))
     settings = Settings.from_env().with_overrides(data_dir=data_dir, database_url=database_url)
     runtime = open_runtime(settings)
     where = settings.data_dir.resolve() if settings.embedded else "the configured database"
     logging.getLogger("securekey").info("data in %s", where)
-    fresh = TokenService(runtime.store).ensure_operator_token(
-        os.environ.get("SECUREKEY_OPERATOR_TOKEN") or None
+    fresh = _ensure_operator_token(
+        TokenService(runtime.store), os.environ.get("SECUREKEY_OPERATOR_TOKEN") or None
     )
     if fresh is not None:
         _announce_token(fresh, host, port)
-    app = create_api(runtime, scheduler_interval=scheduler_interval)
+    app = create_api(
+        runtime, scheduler_interval=scheduler_interval, webhook_backoff=webhook_backoff
+    )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=_GRACE,
+    )
+    server = _Server(config, app.state.ctx.hub)
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        server.run()
     finally:
         runtime.close()
+    if not server.started:  # e.g. the port was taken; uvicorn.run exits with 3 here too
+        raise SystemExit(3)

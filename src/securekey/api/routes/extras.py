@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from securekey.api.auth import require_app_reader
+from securekey.api.auth import credentials_from_header, require_app_reader
 from securekey.api.context import ctx_of, json_response, operator, principal
 from securekey.api.live import CachedConfig
 from securekey.api.routes._common import ERRORS, addon_views, listed
@@ -24,7 +25,12 @@ from securekey.api.schemas import (
     WebhookOut,
 )
 from securekey.domain.models import Principal
-from securekey.exceptions import NotFoundError
+from securekey.exceptions import (
+    AuthenticationError,
+    ForbiddenError,
+    NotFoundError,
+    RateLimitedError,
+)
 from securekey.services.resources import (
     delivery_resource,
     key_version_resource,
@@ -239,14 +245,34 @@ async def stream_config_vars(
     request: Request,
     app: str,
     who: Anyone,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """Current config vars on connect and on every release (``Last-Event-ID`` resumes)."""
     ctx = ctx_of(request)
     first = await ctx.config(app)
     require_app_reader(who, first.app_id)
-    resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    # Our ids are release numbers; anything else (other ids, Unicode digits) means "send all".
+    resume = (
+        int(last_event_id)
+        if last_event_id and last_event_id.isascii() and last_event_id.isdigit()
+        else None
+    )
     app_id = first.app_id
+    header = request.headers.get("authorization")
+    address = request.client.host if request.client else "unknown"
+
+    async def still_allowed() -> bool:
+        # A stream outlives its token's check: look again before every event and ping, so a
+        # revoked token stops receiving keys (at once here, within the auth cache TTL elsewhere).
+        try:
+            raw = credentials_from_header(header)
+            now = ctx.auth.cached(raw) if raw else None  # no thread hop for known tokens
+            if now is None:
+                now = await run_in_threadpool(ctx.auth.authenticate, header, address)
+            require_app_reader(now, app_id)
+        except (AuthenticationError, ForbiddenError, RateLimitedError):
+            return False
+        return True
 
     async def events() -> AsyncIterator[bytes]:
         ctx.hub.watchers += 1
@@ -261,10 +287,14 @@ async def stream_config_vars(
             while True:
                 if ctx.hub.known_version(app_id) <= sent:
                     woke = await ctx.hub.wait(app_id, ctx.ping_interval)
-                    if await request.is_disconnected():
+                    if ctx.hub.closing or await request.is_disconnected():
+                        return
+                    if not await still_allowed():
                         return
                     if not woke:
                         yield b": ping\n\n"
+                elif not await still_allowed():
+                    return
                 try:
                     current = await ctx.config(app_id)
                 except NotFoundError:

@@ -1,0 +1,22 @@
+"""Shared end-to-end fixtures: one real SQLite-backed server for the modules that only add apps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import Server, running_server
+
+#: The first webhook retry comes this many seconds after a failure (then doubles).
+WEBHOOK_BACKOFF = 0.2
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real ``securekey server`` on SQLite; each test makes its own apps on it."""
+    with running_server(
+        tmp_path_factory.mktemp("shared") / "data",
+        extra_env={"SECUREKEY_WEBHOOK_BACKOFF": str(WEBHOOK_BACKOFF)},
+    ) as server:
+        yield server

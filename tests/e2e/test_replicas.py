@@ -1,0 +1,343 @@
+"""Two real server processes on one PostgreSQL database behave as one service.
+
+A rotation made through one replica reaches a stream held on the other within 100 ms and drops
+the other's read cache (``LISTEN/NOTIFY``); scheduled rotations run once, whichever replica
+claims them.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+import secrets
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from securekey.api import serve
+from securekey.crypto import Cipher, MasterKey
+from securekey.domain.keys import fingerprint
+from securekey.services.tokens import TokenService
+from securekey.store import SqlStore, make_engine
+from securekey.store import tables as t
+from tests import pg
+from tests.conftest import new_pg_database
+from tests.e2e._sse import SseStream
+from tests.servers import Server, running_server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+PUSH_BUDGET = 0.100
+PERIOD = timedelta(seconds=1)
+
+
+@dataclass
+class Replicas:
+    """Two servers on one database; ``stop()`` ends both (and is safe to call twice)."""
+
+    url: str
+    a: Server
+    b: Server
+    managers: list[AbstractContextManager[Server]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        while self.managers:
+            self.managers.pop().__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    pg_server: pg.PgServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Replicas]:
+    """Servers A and B: same database, master key and operator token."""
+    url = new_pg_database(pg_server)
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    token = "sko_test_" + secrets.token_urlsafe(24)
+    root = tmp_path_factory.mktemp("replicas")
+    managers = [
+        running_server(
+            root / name / "data",
+            database_url=url,
+            master_key=key,
+            token=token,
+            scheduler_interval=0.1,
+        )
+        for name in ("a", "b")
+    ]
+    started: list[AbstractContextManager[Server]] = []
+    try:
+        # One after the other: on a busy machine two cold starts at once can outlast the
+        # readiness deadline. (Replicas racing at start-up are covered by a test below.)
+        servers = []
+        for manager in managers:
+            servers.append(manager.__enter__())
+            started.append(manager)
+        yield Replicas(url, servers[0], servers[1], started)
+    finally:
+        while started:
+            started.pop().__exit__(None, None, None)
+
+
+def new_app(http: httpx.Client, **addon: object) -> tuple[str, str, str]:
+    """A fresh app with an add-on (``addon`` merged into the create body) and an app token."""
+    name = f"rep-{secrets.token_hex(4)}"
+    assert http.post("/apps", json={"name": name}).status_code == 201
+    created = http.post(f"/apps/{name}/addons", json={"plan": "securekey:fortnightly", **addon})
+    assert created.status_code == 201, created.text
+    token = http.post(f"/apps/{name}/tokens", json={})
+    assert token.status_code == 201, token.text
+    return name, created.json()["name"], token.json()["token"]
+
+
+def rotate(http: httpx.Client, app: str, addon: str) -> tuple[int, str, float]:
+    """Rotate through ``http``'s server: (the app's new release, latest fingerprint, when)."""
+    answer = http.post(f"/addons/{addon}/actions/rotate", json={})
+    returned = time.perf_counter()
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    (release,) = [r["version"] for r in body["releases"] if r["app"]["name"] == app]
+    return release, body["fingerprints"]["latest"], returned
+
+
+def test_a_rotation_on_one_replica_reaches_a_stream_on_the_other_within_100ms(
+    replicas: Replicas,
+) -> None:
+    """Ten rotations through A each arrive on a stream held on B within 100 ms of A answering."""
+    with replicas.a.client() as on_a:
+        app, addon, token = new_app(on_a)
+        latencies: list[float] = []
+        path = f"/apps/{app}/config-vars/stream"
+        with SseStream(replicas.b.url, path, token) as stream, ThreadPoolExecutor(1) as pool:
+            previous = stream.next_event().json()["SECURE_KEY"]
+            for _ in range(10):
+                pending = pool.submit(rotate, on_a, app, addon)
+                event = stream.next_event()
+                release, latest_fp, returned = pending.result()
+                latest, old = event.json()["SECURE_KEY"].split(",")
+                assert event.id == str(release)
+                assert fingerprint(latest) == latest_fp
+                assert old == previous.split(",")[0]
+                previous = event.json()["SECURE_KEY"]
+                latencies.append(event.received_at - returned)
+    print(
+        "cross-replica SSE latency, A's response to B's event (ms):",
+        ", ".join(f"{v * 1000:.1f}" for v in latencies),
+    )
+    assert max(latencies) < PUSH_BUDGET
+
+
+def test_a_cached_read_on_the_other_replica_returns_the_new_pair(replicas: Replicas) -> None:
+    """B's read cache is dropped by A's rotation: B's next read returns the rotated pair."""
+    with replicas.a.client() as on_a:
+        app, addon, token = new_app(on_a)
+        with httpx.Client(
+            base_url=replicas.b.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        ) as on_b:
+            for _ in range(10):
+                before = on_b.get(f"/apps/{app}/config-vars")
+                assert on_b.get(f"/apps/{app}/config-vars").json() == before.json()
+                release, latest_fp, _ = rotate(on_a, app, addon)
+                after = on_b.get(f"/apps/{app}/config-vars")
+                latest, previous = after.json()["SECURE_KEY"].split(",")
+                assert after.headers["ETag"] == f'"{release}"'
+                assert fingerprint(latest) == latest_fp
+                assert previous == before.json()["SECURE_KEY"].split(",")[0]
+
+
+def test_a_stream_survives_a_lost_notification_connection(replicas: Replicas) -> None:
+    """Killing the replicas' LISTEN connections loses no release: B's watcher still hears A's."""
+    with replicas.a.client() as on_a:
+        app, addon, token = new_app(on_a)
+        path = f"/apps/{app}/config-vars/stream"
+        engine = make_engine(replicas.url)
+        try:
+            with SseStream(replicas.b.url, path, token) as stream, ThreadPoolExecutor(1) as pool:
+                stream.next_event()
+                latencies = []
+                for _ in range(3):
+                    listeners = _wait_for_listeners(engine, 2)
+                    with engine.connect() as conn:
+                        for pid in listeners:
+                            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    # Rotate at once, likely while B is reconnecting and cannot hear it.
+                    pending = pool.submit(rotate, on_a, app, addon)
+                    event = stream.next_event()
+                    release, _, returned = pending.result()
+                    assert event.id == str(release)
+                    latencies.append(event.received_at - returned)
+        finally:
+            engine.dispose()
+    print(
+        "release latency across a lost LISTEN connection (ms):",
+        ", ".join(f"{v * 1000:.1f}" for v in latencies),
+    )
+    assert max(latencies) < 1.0
+    assert "release notifications lost" in replicas.b.log()
+
+
+def test_replicas_started_together_agree_on_the_operator_token(pg_server: pg.PgServer) -> None:
+    """Two replicas storing the same SECUREKEY_OPERATOR_TOKEN at once both start."""
+    key = MasterKey.generate()
+    for _ in range(3):
+        url = new_pg_database(pg_server)
+        stores = [SqlStore.open(url, Cipher(key)) for _ in range(2)]
+        together = threading.Barrier(2)
+
+        def start(store: SqlStore, together: threading.Barrier = together) -> str | None:
+            together.wait(5)
+            return serve._ensure_operator_token(TokenService(store), "sko_test_" + "x" * 24)
+
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                assert list(pool.map(start, stores)) == [None, None]
+            operators = TokenService(stores[0]).authenticate("sko_test_" + "x" * 24)
+            assert operators.kind.value == "operator"
+        finally:
+            for store in stores:
+                store.close()
+
+
+def test_scheduled_rotations_happen_once_across_replicas(replicas: Replicas) -> None:
+    """Both schedulers run; each due add-on rotates once per period, one release per app each.
+
+    Runs last: it stops both replicas to read a frozen database.
+    """
+    owners: dict[str, str] = {}  # add-on name → owning app
+    with replicas.a.client() as on_a, replicas.b.client() as on_b:
+        consumer = f"rep-consumer-{secrets.token_hex(3)}"
+        assert on_a.post("/apps", json={"name": consumer}).status_code == 201
+        for n in range(4):
+            app, addon, _ = new_app(on_a if n % 2 else on_b, config={"period": "1s"})
+            owners[addon] = app
+            attached = on_b.post(
+                "/addon-attachments",
+                json={"addon": {"name": addon}, "app": {"name": consumer}, "name": f"UP_{n}"},
+            )
+            assert attached.status_code == 201, attached.text
+        # Wait (bounded) until every add-on has rotated at least three times.
+        deadline = time.monotonic() + 15
+        while True:
+            versions = {a: on_a.get(f"/addons/{a}/key-versions").json() for a in owners}
+            if all(v[0]["version"] >= 5 for v in versions.values()):
+                break
+            assert time.monotonic() < deadline, f"scheduled rotations too slow: {versions}"
+            time.sleep(0.2)
+        for addon, history in versions.items():
+            seconds = [k["created_at"] for k in history if k["version"] > 2]
+            # A 1 s period and whole-second timestamps: two versions never share a second.
+            assert len(set(seconds)) == len(seconds), f"{addon} rotated twice in one period"
+    # Freeze (nothing rotates while the database and logs are read) with a watcher on each
+    # replica: stopping must end open streams rather than wait for them.
+    path = f"/apps/{consumer}/config-vars/stream"
+    streams = [SseStream(s.url, path, s.token) for s in (replicas.a, replicas.b)]
+    for stream in streams:
+        stream.next_event()
+    began = time.monotonic()
+    replicas.stop()
+    stopped = time.monotonic() - began
+    for stream in streams:
+        with pytest.raises(EOFError):
+            _drain(stream)
+        stream.close()
+    # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly; -9 would be a kill.
+    for server in (replicas.a, replicas.b):
+        assert server.process.returncode in (0, -signal.SIGTERM), server.log()[-2000:]
+    assert stopped < 5, f"stopping took {stopped:.1f} s"
+
+    engine = make_engine(replicas.url)
+    try:
+        with engine.connect() as conn:
+            addon_ids = dict(
+                conn.execute(
+                    sa.select(t.addons.c.name, t.addons.c.id).where(t.addons.c.name.in_(owners))
+                ).all()
+            )
+            app_ids = dict(conn.execute(sa.select(t.apps.c.name, t.apps.c.id)).all())
+            created = {
+                addon: [
+                    row.created_at
+                    for row in conn.execute(
+                        sa.select(t.key_versions.c.created_at)
+                        .where(t.key_versions.c.addon_id == addon_id, t.key_versions.c.version >= 2)
+                        .order_by(t.key_versions.c.version)
+                    )
+                ]
+                for addon, addon_id in addon_ids.items()
+            }
+            releases = Counter(
+                app_id for (app_id,) in conn.execute(sa.select(t.releases.c.app_id)).all()
+            )
+            app_versions = dict(
+                conn.execute(sa.select(t.apps.c.id, t.apps.c.release_version)).all()
+            )
+            audited = Counter(
+                target
+                for (target,) in conn.execute(
+                    sa.select(t.audit_events.c.target_id).where(
+                        t.audit_events.c.action == "addon.rotate"
+                    )
+                ).all()
+            )
+    finally:
+        engine.dispose()
+
+    total = 0
+    for addon, times in created.items():
+        rotations = len(times) - 1
+        total += rotations
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        assert min(gaps) >= PERIOD, f"{addon} rotated twice within one period: {gaps}"
+        assert max(gaps) < 2 * PERIOD, f"{addon} missed a period: {gaps}"
+        assert rotations <= (times[-1] - times[0]) // PERIOD
+        assert audited[addon_ids[addon]] == rotations
+        owner = app_ids[owners[addon]]
+        # apps:create, the add-on's attach, then one release per rotation.
+        assert releases[owner] == app_versions[owner] == 2 + rotations
+    consumer_id = app_ids[consumer]
+    assert releases[consumer_id] == app_versions[consumer_id] == 1 + len(owners) + total
+
+    per_server = [_logged_rotations(server) for server in (replicas.a, replicas.b)]
+    print(f"scheduled rotations: {total} in all; by A {per_server[0]}, by B {per_server[1]}")
+    assert sum(per_server) == total
+
+
+def _wait_for_listeners(engine: sa.Engine, count: int) -> list[int]:
+    """The backends holding LISTEN, once ``count`` of them are connected (bounded wait)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with engine.connect() as conn:
+            pids = [
+                pid
+                for (pid,) in conn.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+                    )
+                )
+            ]
+        if len(pids) >= count:
+            return pids
+        assert time.monotonic() < deadline, f"only {len(pids)} of {count} listeners reconnected"
+        time.sleep(0.05)
+
+
+def _drain(stream: SseStream) -> None:
+    """Read events until the stream ends (EOFError) or a bound is reached."""
+    for _ in range(100):
+        stream.next_event()
+
+
+def _logged_rotations(server: Server) -> int:
+    """Rotations the server's scheduler reported in its log."""
+    return sum(int(n) for n in re.findall(r"tick: (\d+) rotated", server.log()))

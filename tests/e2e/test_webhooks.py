@@ -1,0 +1,287 @@
+"""App webhooks against a real server: Heroku-shaped, signed, retried, listed, and stoppable.
+
+A tiny HTTP receiver on 127.0.0.1 answers each path from a script of status codes and records
+every request; the server runs with ``SECUREKEY_WEBHOOK_BACKOFF`` shortened so retries come soon.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import WEBHOOK_BACKOFF
+from tests.pg import free_port
+from tests.servers import Server
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request the receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Records POSTs; each path answers from its script of codes, then 200."""
+
+    url: str
+    scripts: dict[str, list[int]] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def on(self, path: str) -> list[Received]:
+        with self.changed:
+            return [r for r in self.received if r.path == path]
+
+    def wait_for(self, path: str, count: int, timeout: float = 10.0) -> list[Received]:
+        """Block until ``path`` has received ``count`` requests (bounded by ``timeout``)."""
+        with self.changed:
+            done = self.changed.wait_for(lambda: len(self._on(path)) >= count, timeout)
+            assert done, f"{path} got {len(self._on(path))} of {count} deliveries"
+            return self._on(path)
+
+    def _on(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """The receiver, serving in a thread on 127.0.0.1."""
+    state = Receiver("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with state.changed:
+                script = state.scripts.get(self.path, [])
+                code = script.pop(0) if script else 200
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            with state.changed:
+                state.received.append(
+                    Received(self.path, dict(self.headers.items()), body, time.monotonic())
+                )
+                state.changed.notify_all()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # keep test output quiet
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def server(shared_server: Server) -> Server:
+    """The shared real server, started with a short webhook backoff."""
+    return shared_server
+
+
+@pytest.fixture(scope="module")
+def http(server: Server) -> Iterator[httpx.Client]:
+    """An operator client."""
+    with server.client() as client:
+        yield client
+
+
+def new_app(http: httpx.Client) -> tuple[str, str]:
+    """A fresh app with an add-on: (app, add-on)."""
+    name = f"hook-{secrets.token_hex(4)}"
+    assert http.post("/apps", json={"name": name}).status_code == 201
+    created = http.post(f"/apps/{name}/addons", json={"plan": "securekey:fortnightly"})
+    assert created.status_code == 201, created.text
+    return name, created.json()["name"]
+
+
+def subscribe(http: httpx.Client, app: str, url: str, secret: str) -> dict[str, Any]:
+    """A webhook on ``app``'s releases."""
+    made = http.post(
+        f"/apps/{app}/webhooks",
+        json={"url": url, "include": ["api:release"], "level": "notify", "secret": secret},
+    )
+    assert made.status_code == 201, made.text
+    hook: dict[str, Any] = made.json()
+    return hook
+
+
+def rotate(http: httpx.Client, app: str, addon: str) -> int:
+    """Rotate; the app's new release."""
+    answer = http.post(f"/addons/{addon}/actions/rotate", json={})
+    assert answer.status_code == 200, answer.text
+    (release,) = [r["version"] for r in answer.json()["releases"] if r["app"]["name"] == app]
+    return int(release)
+
+
+def deliveries(http: httpx.Client, app: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = http.get(f"/apps/{app}/webhook-deliveries").json()
+    return found
+
+
+def wait_until(
+    check: Callable[[], Any], what: str, timeout: float = 10.0
+) -> Any:  # the server is another process: bounded polling is the only way to watch it
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def signature(secret: str, body: bytes) -> str:
+    """Heroku's scheme, computed here independently of the server's code."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def test_a_rotation_delivers_a_signed_heroku_release_event(
+    http: httpx.Client, receiver: Receiver
+) -> None:
+    """The POST is Heroku's release event, signed with HMAC-SHA256 of the raw body."""
+    app, addon = new_app(http)
+    secret = secrets.token_hex(16)
+    hook = subscribe(http, app, f"{receiver.url}/signed", secret)
+    assert secret not in json.dumps(hook)
+    release = rotate(http, app, addon)
+    (got,) = receiver.wait_for("/signed", 1)
+    assert got.headers["Content-Type"] == "application/json"
+    assert hmac.compare_digest(
+        got.headers["Heroku-Webhook-Hmac-SHA256"], signature(secret, got.body)
+    )
+    assert got.headers["Heroku-Webhook-Hmac-SHA256"] != signature("wrong", got.body)
+    event = got.json()
+    assert event["resource"] == "release"
+    assert event["action"] == "create"
+    assert event["version"] == "application/vnd.heroku+json; version=3"
+    assert event["data"]["version"] == release
+    assert event["data"]["app"]["name"] == app
+    assert event["data"]["current"] is True
+    meta = event["webhook_metadata"]
+    assert meta["webhook"]["id"] == hook["id"]
+    assert meta["event"] == {"id": event["id"], "include": "api:release"}
+    listed = wait_until(
+        lambda: [d for d in deliveries(http, app) if d["status"] == "succeeded"], "success"
+    )
+    assert [d["id"] for d in listed] == [meta["delivery"]["id"]]
+    assert listed[0]["num_attempts"] == 1
+    assert listed[0]["last_attempt"]["code"] == 200
+
+
+def test_a_failed_delivery_is_retried_and_then_succeeds(
+    http: httpx.Client, receiver: Receiver
+) -> None:
+    """A 500 then a 200: two attempts of one delivery, listed as succeeded after 2 attempts."""
+    app, addon = new_app(http)
+    receiver.scripts["/flaky"] = [500]
+    secret = secrets.token_hex(16)
+    subscribe(http, app, f"{receiver.url}/flaky", secret)
+    release = rotate(http, app, addon)
+    first, second = receiver.wait_for("/flaky", 2)
+    assert second.at - first.at >= WEBHOOK_BACKOFF, "the retry came before its backoff"
+    assert first.json()["data"]["version"] == second.json()["data"]["version"] == release
+    one, two = first.json()["webhook_metadata"], second.json()["webhook_metadata"]
+    assert one["delivery"] == two["delivery"]
+    assert one["attempt"] != two["attempt"]
+    for got in (first, second):
+        assert got.headers["Heroku-Webhook-Hmac-SHA256"] == signature(secret, got.body)
+    (done,) = wait_until(
+        lambda: [d for d in deliveries(http, app) if d["status"] == "succeeded"], "success"
+    )
+    assert done["num_attempts"] == 2
+    assert done["next_attempt_at"] is None
+    assert done["last_attempt"]["code"] == 200
+    assert done["id"] == one["delivery"]["id"]
+
+
+def test_an_unreachable_receiver_leaves_the_delivery_retrying(http: httpx.Client) -> None:
+    """Nobody listening: the delivery is `retrying`, with a next attempt scheduled."""
+    app, addon = new_app(http)
+    subscribe(http, app, f"http://127.0.0.1:{free_port()}/down", "s3cret")
+    rotate(http, app, addon)
+    (pending,) = wait_until(
+        lambda: [d for d in deliveries(http, app) if d["status"] == "retrying"], "a retry"
+    )
+    assert pending["num_attempts"] >= 1
+    assert pending["next_attempt_at"] is not None
+    assert pending["last_attempt"]["code"] is None
+    assert pending["last_attempt"]["error_class"]
+    single = http.get(f"/apps/{app}/webhook-deliveries/{pending['id']}")
+    assert single.status_code == 200
+    assert single.json()["next_attempt_at"] is not None
+
+
+def test_deleting_a_webhook_stops_its_deliveries(http: httpx.Client, receiver: Receiver) -> None:
+    """Once deleted, a failing webhook is not retried and gets no new events."""
+    app, addon = new_app(http)
+    receiver.scripts["/gone"] = [500] * 100
+    doomed = subscribe(http, app, f"{receiver.url}/gone", "s3cret")
+    rotate(http, app, addon)
+    receiver.wait_for("/gone", 2)  # failed once, retried once: it is being retried
+    assert http.delete(f"/apps/{app}/webhooks/{doomed['id']}").status_code == 200
+    assert deliveries(http, app) == []
+    assert http.get(f"/apps/{app}/webhooks/{doomed['id']}").status_code == 404
+    # Nothing of it is left to send; a later webhook gets its deliveries while the deleted one,
+    # retried every few tenths of a second before, gets nothing more (beyond one attempt that
+    # may have been in flight when it was deleted).
+    seen = len(receiver.on("/gone"))
+    subscribe(http, app, f"{receiver.url}/after", "s3cret")
+    for n in range(1, 4):
+        rotate(http, app, addon)
+        receiver.wait_for("/after", n)
+    assert len(receiver.on("/gone")) <= seen + 1
+    settled = wait_until(
+        lambda: (found := deliveries(http, app)) and all(d["status"] == "succeeded" for d in found),
+        "the later webhook's deliveries to settle",
+    )
+    assert settled
+
+
+def test_webhook_payloads_never_carry_key_material(
+    server: Server, http: httpx.Client, receiver: Receiver
+) -> None:
+    """No body sent, nor the deliveries list, contains any key the app ever held."""
+    app, addon = new_app(http)
+    subscribe(http, app, f"{receiver.url}/scan", "s3cret")
+    keys: set[str] = set()
+    for n in range(1, 4):
+        keys.update(http.get(f"/apps/{app}/config-vars").json()["SECURE_KEY"].split(","))
+        rotate(http, app, addon)
+        receiver.wait_for("/scan", n)
+    http.post(f"/addons/{addon}/actions/rotate", json={"emergency": True})
+    receiver.wait_for("/scan", 4)
+    keys.update(http.get(f"/apps/{app}/config-vars").json()["SECURE_KEY"].split(","))
+    assert len(keys) == 6
+    texts = [r.body.decode() for r in receiver.on("/scan")]
+    texts.append(http.get(f"/apps/{app}/webhook-deliveries").text)
+    texts.append(http.get(f"/apps/{app}/webhooks").text)
+    for text in texts:
+        for key in keys:
+            assert key.upper() not in text.upper()
