@@ -351,13 +351,23 @@ def test_requests_auth_signs_bodies_and_refuses_streams() -> None:
 def test_requests_against_a_real_server() -> None:
     """With requests installed, the handshake works over a real socket."""
     requests = pytest.importorskip("requests")
-    p1, p2, _ = _pairs()
-    served: Served = serve(SecureKeyMiddleware(echo_asgi, StaticKeyRing(p2)))
+    p1, p2, p3 = _pairs()
+    server_ring, client_ring = StaticKeyRing(p2), StaticKeyRing(p1)
+    served: Served = serve(SecureKeyMiddleware(echo_asgi, server_ring))
     try:
-        auth = SecureKeyRequestsAuth(StaticKeyRing(p1))
+        auth = SecureKeyRequestsAuth(client_ring)
         first = requests.get(served.url + "/", auth=auth, timeout=5)
         assert first.json()["slot"] == "previous"
         second = requests.get(served.url + "/", auth=auth, timeout=5)
         assert second.json()["slot"] == "latest"
+        p4 = p3.rotated()
+        server_ring.swap(p4)
+        client_ring.stage(p4)
+        third = requests.post(served.url + "/x?y=1", data=b"body", auth=auth, timeout=5)
+        assert third.json() == {"body": "body", "slot": "latest", "mode": "bearer"}
+        assert [r.status_code for r in third.history] == [401]
+        signed = SecureKeyRequestsAuth(client_ring, signed=True)
+        fourth = requests.put(served.url + "/s?q=%20", json={"a": 1}, auth=signed, timeout=5)
+        assert fourth.json()["mode"] == "signed"
     finally:
         served.stop()

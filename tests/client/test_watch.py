@@ -384,3 +384,35 @@ def test_bad_server_answers_become_clear_errors(response: httpx.Response, messag
         await watcher.aclose()
 
     asyncio.run(main())
+
+
+def test_an_unexpected_error_does_not_stop_the_watcher(
+    fake: FakeSecureKeyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even an error nobody planned for is logged, and the watcher carries on."""
+    inner = fake.transport()
+
+    class Flaky(httpx.AsyncBaseTransport):
+        failed = False
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/stream") and not self.failed:
+                self.failed = True
+                raise RuntimeError("surprise")
+            return await inner.handle_async_request(request)
+
+    async def main() -> None:
+        watcher = _watcher(fake, transport=Flaky())
+        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+        await watcher.fetch()
+        watcher.add_listener(queue.put_nowait)
+        task = asyncio.ensure_future(watcher.run())
+        fake.rotate()
+        assert (await _next(queue)).release == 2
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await watcher.aclose()
+
+    with caplog.at_level(logging.ERROR, "securekey.client"):
+        asyncio.run(main())
+    assert "Unexpected error following service-1" in caplog.text

@@ -188,6 +188,9 @@ class ConfigWatcher:
                 self._failed(exc.message)
             except (httpx.HTTPError, ValueError) as exc:
                 self._failed(type(exc).__name__)
+            except Exception:  # a watcher that dies silently would freeze the keys: never
+                log.exception("Unexpected error following %s's config vars.", self.endpoint.app)
+                self._failing = True
             finally:
                 self.streaming = False
             await self._wait_polling(self._backoff.next())
