@@ -313,3 +313,13 @@ def test_concurrent_reads_never_return_a_pair_older_than_the_last_rotation(
 
 def _ms(values: list[float]) -> str:
     return ", ".join(f"{v * 1000:.1f}" for v in values)
+
+
+def test_if_none_match_accepts_star_and_weak_tags(http: httpx.Client) -> None:
+    """`*` and a weak `W/"n"` tag for the current release both answer 304; a stale one 200."""
+    app = new_app(http)
+    url = f"/apps/{app.name}/config-vars"
+    etag = http.get(url).headers["ETag"]
+    for header in ("*", f"W/{etag}", f'"0", {etag}'):
+        assert http.get(url, headers={"If-None-Match": header}).status_code == 304, header
+    assert http.get(url, headers={"If-None-Match": '"0"'}).status_code == 200

@@ -402,9 +402,18 @@ async def get_config_vars(
     require_app_reader(who, snapshot.app_id)
     etag = f'"{snapshot.release}"'
     headers = {"ETag": etag, "Cache-Control": "no-store"}
-    if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+    if if_none_match is not None and _etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     return Response(snapshot.body, 200, headers=headers, media_type="application/json")
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """RFC 9110 weak comparison: ``*``, or any listed tag equal once ``W/`` is dropped."""
+    for candidate in header.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
 
 
 @router.patch(
