@@ -257,6 +257,9 @@ class Endpoint:
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
+                if response.status_code == 404:  # no such app, or a server without the stream
+                    detail = _error_message(response) or "Not found."
+                    raise ServerUnavailableError(f"No config-var stream here (404): {detail}")
                 self.check(response)
                 kind = response.headers.get("Content-Type", "")
                 if not kind.startswith("text/event-stream"):

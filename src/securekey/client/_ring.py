@@ -7,6 +7,7 @@ It also runs the refresh a verifier asks for before refusing an unknown key: sin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -110,7 +111,8 @@ class _Coalescer:
         if leader:
             result = False
             try:
-                self._running.exception(timeout=self._timeout)
+                with contextlib.suppress(TimeoutError):  # a stuck fetch must not block us forever
+                    self._running.exception(timeout=self._timeout)
                 delay = self._delay()
                 if delay:
                     time.sleep(delay)
@@ -132,6 +134,8 @@ class _Coalescer:
                 await asyncio.sleep(delay)
             self._start(fut)
             result = bool(await self._arun())
+        except Exception:  # nobody awaits this task: say it here or never
+            log.exception("A key ring refresh failed unexpectedly.")
         finally:
             self._settle(fut, result)
 
