@@ -74,7 +74,8 @@ def seed(store: SqlStore, clock: FixedClock, apps: int, per_app: int) -> list[st
 
 def run_workers(url: str, master: MasterKey, clock: FixedClock, count: int) -> list[dict[str, Any]]:
     """Start ``count`` scheduler processes, release them together, and collect their counts."""
-    env = os.environ | {"SECUREKEY_MASTER_KEY": master.to_base64(), "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = os.environ | {"SECUREKEY_MASTER_KEY": master.to_base64(), "PYTHONPATH": path}
     command = [
         sys.executable,
         "-m",
