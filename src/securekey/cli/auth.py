@@ -1,0 +1,114 @@
+"""``login``, ``logout``, ``auth:whoami``: which server the CLI talks to, with which token."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Annotated
+
+import typer
+
+from securekey.cli.context import use
+from securekey.cli.errors import ApiError, CliError
+from securekey.cli.session import Credentials, credentials_path, forget, resolve, save
+
+__all__ = ["register"]
+
+
+def login(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", metavar="URL", help="The server, e.g. http://127.0.0.1:5000."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            metavar="TOKEN",
+            help="Operator token (asked for, or read from stdin, when omitted).",
+        ),
+    ] = None,
+) -> None:
+    """Save the server URL and operator token.
+
+    They go to $XDG_CONFIG_HOME/securekey/credentials.json (~/.config/… by default), mode
+    0600. SECUREKEY_URL and SECUREKEY_TOKEN, when set, override what is saved.
+
+    \b
+    Example:
+      $ securekey login --url http://127.0.0.1:5000 --token sko_…
+      Logged in to http://127.0.0.1:5000 as operator@securekey.local
+    \b
+      $ printenv OPERATOR_TOKEN | securekey login --url http://127.0.0.1:5000
+    """
+    cli = use(ctx)
+    out = cli.out
+    server = (url or resolve(cli.env).url).rstrip("/")
+    if token is None:
+        if out.stdin_is_terminal():
+            token = getpass.getpass("Operator token: ")
+        else:
+            token = out.ask("") or ""
+    token = token.strip()
+    if not token:
+        raise CliError("No token given: pass --token, or type the one `securekey server` printed.")
+    from securekey.cli.api import ApiClient
+
+    check = ApiClient(Credentials(server, token, "--url", "--token"))
+    try:
+        account = check.get("/account")
+    except ApiError as error:
+        if error.status == 401:
+            raise CliError(
+                f"The server at {server} does not know this token; nothing was saved. Use the "
+                "operator token `securekey server` printed when it first started."
+            ) from None
+        if error.status == 403:
+            raise CliError(
+                "That is an app token: it can only read one app's config vars. Log in with the "
+                "operator token `securekey server` printed when it first started."
+            ) from None
+        raise
+    finally:
+        check.close()
+    path = credentials_path(cli.env)
+    save(path, server, token)
+    out.say("Logged in to ", server, " as ", str(account.get("email", "operator")))
+    out.tell(f"Saved to {path} (readable by you only).")
+
+
+def logout(ctx: typer.Context) -> None:
+    """Forget the saved server and token.
+
+    \b
+    Example:
+      $ securekey logout
+      Logged out: removed /home/me/.config/securekey/credentials.json
+    """
+    cli = use(ctx)
+    path = credentials_path(cli.env)
+    if forget(path):
+        cli.out.say(f"Logged out: removed {path}")
+    else:
+        cli.out.tell("Not logged in: nothing to forget.")
+
+
+def whoami(ctx: typer.Context) -> None:
+    """Show the server and account in use (checks the token).
+
+    \b
+    Example:
+      $ securekey auth:whoami
+      operator@securekey.local on http://127.0.0.1:5000
+    """
+    cli = use(ctx)
+    api = cli.api()
+    account = api.get("/account")
+    cli.out.say(str(account.get("email", "operator")), " on ", api.url)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to ``app``."""
+    app.command("login")(login)
+    app.command("logout")(logout)
+    app.command("auth:whoami")(whoami)

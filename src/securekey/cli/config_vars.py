@@ -1,0 +1,131 @@
+"""``config``, ``config:get``, ``config:set``, ``config:unset``: an app's config vars."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated
+
+import typer
+
+from securekey.cli.context import AppOption, JsonOption, alias_help, seg, use
+from securekey.cli.errors import CliError
+
+__all__ = ["register"]
+
+ShellOption = Annotated[
+    bool, typer.Option("--shell", "-s", help="Output NAME=value lines for a shell.")
+]
+
+
+def config_show(
+    ctx: typer.Context, app: AppOption, shell: ShellOption = False, json: JsonOption = False
+) -> None:
+    """Show an app's config vars.
+
+    An attachment's var (e.g. SECURE_KEY) holds the pair LATEST,PREVIOUS.
+
+    \b
+    Example:
+      $ securekey config -a service-1
+      === service-1 Config Vars
+    \b
+      SECURE_KEY: 3F6D463C2A79289D…FDEE,CF8BBE474F57D9CA…6EBA
+    """
+    cli = use(ctx)
+    config: dict[str, str] = cli.api().get(f"/apps/{seg(app)}/config-vars")
+    if json:
+        cli.out.json(config)
+    elif shell:
+        for name, value in config.items():
+            cli.out.raw(f"{name}={shlex.quote(value)}")
+    else:
+        cli.out.header(f"{app} Config Vars")
+        cli.out.config(config)
+
+
+def config_get(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Config var name.")],
+    app: AppOption,
+    shell: ShellOption = False,
+) -> None:
+    """Print one config var's value.
+
+    Exits with status 1 when the var is not set.
+
+    \b
+    Example:
+      $ securekey config:get SECURE_KEY -a service-1
+      3F6D463C2A79289DC5B3C13A4EB2736B0D51A80234CAEAF0EA12D15F12E9FDEE,CF8BBE47…6EBA
+    """
+    cli = use(ctx)
+    config: dict[str, str] = cli.api().get(f"/apps/{seg(app)}/config-vars")
+    if name not in config:
+        raise CliError(
+            f"{name} is not set on {app}; see its vars with `securekey config -a {app}`."
+        )
+    cli.out.raw(f"{name}={shlex.quote(config[name])}" if shell else config[name])
+
+
+def config_set(
+    ctx: typer.Context,
+    pairs: Annotated[list[str], typer.Argument(metavar="KEY=VALUE...", help="Vars to set.")],
+    app: AppOption,
+) -> None:
+    """Set one or more config vars (one release).
+
+    \b
+    Example:
+      $ securekey config:set LOG_LEVEL=debug REGION=eu -a service-1
+      Setting LOG_LEVEL, REGION and restarting ⬢ service-1... done, v3
+      LOG_LEVEL: debug
+      REGION:    eu
+    """
+    cli = use(ctx)
+    out = cli.out
+    changes: dict[str, str] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise CliError(f"{pair} is invalid. Must be in the format FOO=bar.", exit_code=2)
+        changes[key] = value
+    api = cli.api()
+    names = ", ".join(changes)
+    with out.action("Setting ", out.attachment(names), " and restarting ", out.app(app)) as status:
+        config = api.patch(f"/apps/{seg(app)}/config-vars", changes)
+        status.text = f"done, v{api.latest_release(app)}"
+    out.config({k: config.get(k, v) for k, v in changes.items()})
+
+
+def config_unset(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(metavar="KEY...", help="Vars to unset.")],
+    app: AppOption,
+) -> None:
+    """Unset one or more config vars (one release).
+
+    \b
+    Example:
+      $ securekey config:unset LOG_LEVEL -a service-1
+      Unsetting LOG_LEVEL and restarting ⬢ service-1... done, v4
+    """
+    cli = use(ctx)
+    out = cli.out
+    api = cli.api()
+    shown = ", ".join(names)
+    with out.action(
+        "Unsetting ", out.attachment(shown), " and restarting ", out.app(app)
+    ) as status:
+        api.patch(f"/apps/{seg(app)}/config-vars", dict.fromkeys(names))
+        status.text = f"done, v{api.latest_release(app)}"
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to ``app``."""
+    app.command("config")(config_show)
+    app.command("config:get")(config_get)
+    app.command("config:set")(config_set)
+    app.command("config:unset")(config_unset)
+    app.command("config:remove", help=alias_help("config:unset", config_unset.__doc__))(
+        config_unset
+    )

@@ -1,0 +1,69 @@
+"""``server`` and ``version``: run the API server, print the version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from securekey import __version__
+from securekey.cli.context import use
+
+__all__ = ["register"]
+
+
+def server(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 5000,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Directory of the embedded SQLite database (./data)."),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="PostgreSQL URL instead of the embedded database."),
+    ] = None,
+    scheduler_interval: Annotated[
+        float, typer.Option("--scheduler-interval", help="Seconds between due-rotation checks.")
+    ] = 1.0,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Run the API server.
+
+    SQLite in ./data by default; a first start prints an operator token, once.
+
+    \b
+    Example:
+      $ securekey server --data-dir ./data --port 5000
+    """
+    # Imported here: the server's dependencies are not needed (nor installed) for the client.
+    from securekey.api.serve import serve
+
+    serve(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        scheduler_interval=scheduler_interval,
+        log_level=log_level,
+    )
+
+
+def version(ctx: typer.Context) -> None:
+    """Print the version.
+
+    \b
+    Example:
+      $ securekey version
+      securekey 0.1.0
+    """
+    use(ctx).out.say(f"securekey {__version__}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to ``app``."""
+    app.command("server")(server)
+    app.command("version")(version)
