@@ -54,8 +54,15 @@ class PgServer:
         return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=120)
 
     def stop(self) -> None:
-        self.run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate",
-                 "stop", check=False)  # fmt: skip
+        self.run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.root / "data"),
+            "-m",
+            "immediate",
+            "stop",
+            check=False,
+        )
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -69,14 +76,35 @@ def start(bindir: Path) -> PgServer:
     port = free_port()
     server = PgServer(bindir, root, port, as_user)
     data = root / "data"
-    server.run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-               "-E", "UTF8", "--no-sync")  # fmt: skip
+    server.run(
+        str(bindir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "postgres",
+        "-A",
+        "trust",
+        "-E",
+        "UTF8",
+        "--no-sync",
+    )
     opts = (
         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
-    server.run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"),
-               "-w", "-t", "60", "start")  # fmt: skip
+    server.run(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        opts,
+        "-l",
+        str(root / "log"),
+        "-w",
+        "-t",
+        "60",
+        "start",
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
