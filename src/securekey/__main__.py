@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from securekey.cli.entry import main
+import sys
 
 __all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; its exit status."""
+    try:
+        from securekey.cli.entry import main as run
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("typer", "rich", "httpx"):
+            raise
+        # A bare SDK install (httpx only) has no command line dependencies.
+        print(
+            f"securekey: the command line needs {exc.name}; install it with "
+            "pip install 'securekey[server]'.",
+            file=sys.stderr,
+        )
+        return 1
+    return run(argv)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

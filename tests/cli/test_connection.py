@@ -72,10 +72,11 @@ def test_not_a_securekey_server_is_one_line(cli: Cli) -> None:
     one_clear_line(result, "did not answer like a securekey server", "text/html")
 
 
-def test_bad_url_and_missing_token(cli: Cli) -> None:
-    """No token at all, or a URL that is not one: each a line saying what to set."""
+def test_bad_settings(cli: Cli) -> None:
+    """No token, a URL that is not one, a timeout that is not a number: a line saying so."""
     one_clear_line(cli("apps", env=cli.env(SECUREKEY_TOKEN=None)), "Not logged in")
     one_clear_line(cli("apps", env=cli.env(SECUREKEY_URL="127.0.0.1:1")), "not a server URL")
+    one_clear_line(cli("apps", env=cli.env(SECUREKEY_TIMEOUT="soon")), "SECUREKEY_TIMEOUT")
 
 
 def app_token(http: httpx.Client, app: str) -> str:

@@ -28,7 +28,6 @@ def config_show(
     Example:
       $ securekey config -a service-1
       === service-1 Config Vars
-    \b
       SECURE_KEY: 3F6D463C2A79289D…FDEE,CF8BBE474F57D9CA…6EBA
     """
     cli = use(ctx)

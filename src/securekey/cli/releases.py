@@ -26,11 +26,10 @@ def releases_list(
     Example:
       $ securekey releases -a service-2
       === service-2 Releases - Current: v4
-    \b
-      v4  Detach SERVICE_ONE_SECURE (@ref:secure…  operator@securekey.local  2026-12-13 10:01 UTC
-      v3  Update SERVICE_ONE_SECURE by securekey…  operator@securekey.local  2026-12-13 10:00 UTC
-      v2  Attach SERVICE_ONE_SECURE (@ref:secure…  operator@securekey.local  2026-11-29 10:00 UTC
-      v1  Initial release                          operator@securekey.local  2026-11-29 10:00 UTC
+      v4  Detach SERVICE_ONE_SECURE (@re…  operator@securekey.local  2026-12-13 10:01Z
+      v3  Update SERVICE_ONE_SECURE by s…  operator@securekey.local  2026-12-13 10:00Z
+      v2  Attach SERVICE_ONE_SECURE (@re…  operator@securekey.local  2026-11-29 10:00Z
+      v1  Initial release                  operator@securekey.local  2026-11-29 10:00Z
     """
     cli = use(ctx)
     rows: list[dict[str, Any]] = cli.api().get(

@@ -9,6 +9,7 @@ import typer
 
 from securekey import __version__
 from securekey.cli.context import use
+from securekey.cli.errors import CliError
 
 __all__ = ["register"]
 
@@ -40,7 +41,12 @@ def server(
       $ securekey server --data-dir ./data --port 5000
     """
     # Imported here: the server's dependencies are not needed (nor installed) for the client.
-    from securekey.api.serve import serve
+    try:
+        from securekey.api.serve import serve
+    except ModuleNotFoundError as exc:
+        raise CliError(
+            f"The server needs {exc.name}, which is not installed: pip install 'securekey[server]'."
+        ) from None
 
     serve(
         host=host,

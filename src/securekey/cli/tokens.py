@@ -19,8 +19,8 @@ def tokens_list(ctx: typer.Context, app: AppOption, json: JsonOption = False) ->
     Example:
       $ securekey tokens -a service-2
       ID                                    Description  Created     Last used
-      ────────────────────────────────────  ───────────  ──────────  ──────────
-      0b8f6a7e-2f0c-4a55-9d1e-1c1a2f3b4c5d  web dynos    2026-11-29  2026-11-30
+      ────────────────────────────────────  ───────────  ──────────  ─────────
+      0b8f6a7e-2f0c-4a55-9d1e-1c1a2f3b4c5d  web dynos    2026-11-29  never
     """
     cli = use(ctx)
     tokens: list[dict[str, Any]] = cli.api().get(f"/apps/{seg(app)}/tokens")

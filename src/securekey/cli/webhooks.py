@@ -19,10 +19,9 @@ def webhooks_list(ctx: typer.Context, app: AppOption, json: JsonOption = False) 
     Example:
       $ securekey webhooks -a service-2
       === service-2 Webhooks
-    \b
-      ID                                    URL                       Include      Level
-      ────────────────────────────────────  ────────────────────────  ───────────  ──────
-      5c3e…                                 https://hooks.example/sk  api:release  notify
+      ID                                    URL                    Include      Level
+      ────────────────────────────────────  ─────────────────────  ───────────  ──────
+      5c3e9a4f-0d6b-4a1e-8f2c-7b9d0e1f2a3b  https://hooks.exampl…  api:release  notify
     """
     cli = use(ctx)
     hooks: list[dict[str, Any]] = cli.api().get(f"/apps/{seg(app)}/webhooks")
@@ -73,7 +72,6 @@ def webhooks_add(
       $ securekey webhooks:add -a service-2 --url https://hooks.example/sk --include api:release
       Adding webhook to ⬢ service-2... done
       === Webhooks Signing Secret
-    \b
       0f4e…
     """
     cli = use(ctx)
