@@ -53,17 +53,20 @@ class _Limits:
             await self.app(scope, receive, send)
             return
         length = _header(scope, b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        digits = length is not None and length.isascii() and length.isdigit()
+        if length is not None and (not digits or int(length) > MAX_BODY):
             await _too_large(send)
             return
         seen = 0
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > MAX_BODY:
+                    too_large = True
                     raise _BodyTooLarge
             return message
 
@@ -72,6 +75,14 @@ class _Limits:
 
         async def record_send(message: Message) -> None:
             nonlocal status, started
+            if too_large:
+                # The app caught our exception while reading the body (FastAPI answers 400
+                # "error parsing the body"): a chunked body past the limit is still a 413.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    status = 413
+                    await _too_large(send)
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started = True

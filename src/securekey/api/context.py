@@ -13,6 +13,7 @@ from securekey.api.auth import Authenticator, require_operator
 from securekey.api.live import CachedConfig, ConfigCache, ReleaseHub
 from securekey.api.metrics import Metrics
 from securekey.domain.models import Principal
+from securekey.exceptions import ValidationError
 from securekey.scheduler import Scheduler
 from securekey.services import SecureKeyService
 from securekey.services.tokens import TokenService
@@ -21,6 +22,8 @@ from securekey.services.webhooks import WebhookService
 __all__ = ["ApiContext", "ctx_of", "json_response", "operator", "principal"]
 
 JSON_TYPE = "application/json"
+#: No id or name is longer; a longer path parameter is a mistake, not a lookup.
+MAX_PATH_PARAM = 200
 
 
 @dataclass
@@ -67,8 +70,22 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def principal(request: Request) -> Principal:
-    """The authenticated caller (401 without valid credentials, 429 when rate-limited)."""
+def check_path_params(request: Request) -> None:
+    """422 naming the parameter for a NUL byte or an absurd length in any path parameter.
+
+    Checked once here, after authentication, so no such string reaches a database
+    (PostgreSQL refuses NUL in text) and callers learn which part of the path is wrong.
+    """
+    for name, value in request.path_params.items():
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
+            raise ValidationError(name, f"{name} must not contain NUL bytes.")
+        if len(value) > MAX_PATH_PARAM:
+            raise ValidationError(name, f"{name} must be at most {MAX_PATH_PARAM} characters.")
+
+
+async def _authenticated(request: Request) -> Principal:
     ctx = ctx_of(request)
     header = request.headers.get("authorization")
     client = _client(request)
@@ -78,10 +95,18 @@ async def principal(request: Request) -> Principal:
     return await run_in_threadpool(ctx.auth.authenticate, header, client)
 
 
+async def principal(request: Request) -> Principal:
+    """The authenticated caller (401 without valid credentials, 429 when rate-limited)."""
+    who = await _authenticated(request)
+    check_path_params(request)
+    return who
+
+
 async def operator(request: Request) -> Principal:
     """The caller, who must hold an operator token (403 for app tokens)."""
-    who = await principal(request)
+    who = await _authenticated(request)
     require_operator(who)
+    check_path_params(request)
     return who
 
 

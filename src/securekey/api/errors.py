@@ -73,6 +73,29 @@ def _body(error: exc.SecureKeyError) -> dict[str, Any]:
     return extra
 
 
+def _first_problem(problems: list[Any]) -> tuple[str, str]:
+    """The field and message to report for a request that failed validation.
+
+    A value checked against a union (``"plan": "name" | {"name": ...}``) fails once per
+    member, each with the member's tag appended to its location (``plan.constrained-str``).
+    Those errors share the field's location, so the field is their common prefix; the message
+    is the one from a member whose type matched (a NUL byte, a length), when there is one.
+    """
+    if not problems:
+        return "body", "is invalid"
+    locs = [tuple(str(part) for part in p.get("loc", ())) for p in problems]
+    head = locs[0][:2]
+    same = [i for i, loc in enumerate(locs) if loc[:2] == head]
+    common = list(locs[0])
+    for i in same[1:]:
+        size = 0
+        while size < min(len(common), len(locs[i])) and common[size] == locs[i][size]:
+            size += 1
+        common = common[:size]
+    chosen = next((i for i in same if not str(problems[i].get("type", "")).endswith("_type")), 0)
+    return ".".join(common), str(problems[chosen].get("msg", "is invalid"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the translations on ``app``."""
 
@@ -100,10 +123,11 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = list(error.errors())
         if any(p.get("type") == "json_invalid" for p in problems):
             return error_response(400, "bad_request", "The request body is not valid JSON.")
-        first = problems[0] if problems else {}
-        loc = [str(part) for part in first.get("loc", ()) if part not in ("body",)]
-        field = ".".join(loc) or "body"
-        message = str(first.get("msg", "is invalid"))
+        field, message = _first_problem(problems)
+        if field == "header.Range":
+            # A Range too long for its header check is as malformed as any other bad Range.
+            return error_response(400, "invalid_range", "The Range header is too long.")
+        field = field.removeprefix("body.").removeprefix("body") or "body"
         return error_response(422, "invalid_params", f"Invalid {field}: {message}.", field=field)
 
     @app.exception_handler(StarletteHTTPException)

@@ -62,7 +62,7 @@ def parse_range(header: str | None, fields: Sequence[str], default: str) -> Rang
             continue
         key, value = key.strip().lower(), value.strip().lower()
         if key == "max":
-            if not value.isdigit() or len(value) > 6 or not 1 <= int(value) <= LIMIT_MAX:
+            if not _digits(value) or len(value) > 6 or not 1 <= int(value) <= LIMIT_MAX:
                 raise ApiError(400, "invalid_range", f"max must be 1 to {LIMIT_MAX}.")
             size = int(value)
         elif key == "order":
@@ -70,6 +70,11 @@ def parse_range(header: str | None, fields: Sequence[str], default: str) -> Rang
                 raise ApiError(400, "invalid_range", "order must be asc or desc.")
             order = value
     return RangeSpec(field, start, start_ex, end, end_ex, size, order)  # type: ignore[arg-type]
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts ``²``, which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def format_next(spec: RangeSpec, last: str) -> str:
@@ -91,7 +96,7 @@ def page(
     def conv(text: str) -> Any:
         sample = keyof(items[0]) if items else ""
         if isinstance(sample, int):
-            return int(text) if text.lstrip("-").isdigit() else None
+            return int(text) if _digits(text.removeprefix("-")) and len(text) < 20 else None
         return text
 
     selected = list(items)

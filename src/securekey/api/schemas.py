@@ -1,14 +1,15 @@
 """Request bodies and documented response shapes for the OpenAPI description.
 
-Requests are validated here (types only); names and values are checked by the domain.
-Responses are built by ``securekey.services.resources``; these models document them.
+Requests are validated here (types, and text any database can store: no NUL bytes, no lone
+surrogates, bounded length); names and values are checked by the domain. Responses are built
+by ``securekey.services.resources``; these models document them.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 __all__ = [
     "AccountOut",
@@ -21,6 +22,7 @@ __all__ = [
     "AppUpdate",
     "AttachmentCreate",
     "AttachmentOut",
+    "ConfigVarsPatch",
     "DeliveryOut",
     "ErrorOut",
     "KeyVersionOut",
@@ -37,8 +39,29 @@ __all__ = [
     "WebhookOut",
 ]
 
-Name = Field(default=None, max_length=200)
-ShortStr = Annotated[str, StringConstraints(max_length=200)]
+
+def _storable(value: str) -> str:
+    # PostgreSQL refuses NUL in text, and a lone surrogate cannot be encoded at all: both are
+    # the caller's mistake (422), never the database's (500).
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+#: A name or reference: storable text of at most 200 characters.
+ShortStr = Annotated[str, StringConstraints(max_length=200), AfterValidator(_storable)]
+#: A config var value as Heroku accepts it: a string, or a finite number written as one.
+ConfigValue = (
+    Annotated[str, Strict(), AfterValidator(_storable)]
+    | Annotated[int, Strict()]
+    | Annotated[float, Strict(), Field(allow_inf_nan=False)]
+)
+#: ``PATCH /apps/{app}/config-vars``: names to values, ``null`` unsets.
+ConfigVarsPatch = dict[str, ConfigValue | None]
 
 
 class _In(BaseModel):
@@ -52,8 +75,8 @@ class _Out(BaseModel):
 class Ref(_In):
     """A reference to a resource by id or name."""
 
-    id: str | None = Field(default=None, max_length=200)
-    name: str | None = Field(default=None, max_length=200)
+    id: ShortStr | None = None
+    name: ShortStr | None = None
 
     def value(self) -> str | None:
         """The id if given, else the name."""
@@ -63,15 +86,15 @@ class Ref(_In):
 class AppCreate(_In):
     """``POST /apps``: a name is generated when none is given."""
 
-    name: str | None = Name
-    region: str | None = Name
-    stack: str | None = Name
+    name: ShortStr | None = None
+    region: ShortStr | None = None
+    stack: ShortStr | None = None
 
 
 class AppUpdate(_In):
     """``PATCH /apps/{app}``: rename."""
 
-    name: str | None = Name
+    name: ShortStr | None = None
     maintenance: bool | None = None
 
 
@@ -84,24 +107,24 @@ class AppDelete(_In):
 class PlanRef(_In):
     """A plan by name (``securekey:fortnightly``) or id."""
 
-    name: str | None = Name
-    id: str | None = Name
+    name: ShortStr | None = None
+    id: ShortStr | None = None
 
 
 class AttachmentOpts(_In):
     """The first attachment's options."""
 
-    name: str | None = Name
+    name: ShortStr | None = None
 
 
 class AddonCreate(_In):
     """``POST /apps/{app}/addons``."""
 
     plan: ShortStr | PlanRef
-    name: str | None = Name
+    name: ShortStr | None = None
     attachment: AttachmentOpts | None = None
     config: dict[str, str | int | float | bool | None] | None = None
-    confirm: str | None = Name
+    confirm: ShortStr | None = None
 
 
 class AddonDelete(_In):
@@ -115,17 +138,17 @@ class AttachmentCreate(_In):
 
     addon: ShortStr | Ref
     app: ShortStr | Ref
-    name: str | None = Name
-    confirm: str | None = Name
-    namespace: str | None = Name
+    name: ShortStr | None = None
+    confirm: ShortStr | None = None
+    namespace: ShortStr | None = None
 
 
 class ResolveAddon(_In):
     """``POST /actions/addons/resolve``."""
 
-    addon: str = Field(max_length=200)
-    app: str | None = Name
-    addon_service: str | None = Name
+    addon: ShortStr
+    app: ShortStr | None = None
+    addon_service: ShortStr | None = None
 
 
 class RotateIn(_In):
@@ -137,16 +160,18 @@ class RotateIn(_In):
 class TokenCreate(_In):
     """``POST /apps/{app}/tokens``."""
 
-    description: str | None = Name
+    description: ShortStr | None = None
 
 
 class WebhookCreate(_In):
     """``POST /apps/{app}/webhooks`` in Heroku's shape."""
 
-    url: str = Field(max_length=2000)
-    include: list[str] = Field(max_length=10)
-    level: str = Field(default="notify", max_length=16)
-    secret: str | None = Field(default=None, max_length=256)
+    url: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_storable)]
+    include: list[ShortStr] = Field(max_length=10)
+    level: ShortStr = "notify"
+    secret: Annotated[str, StringConstraints(max_length=256), AfterValidator(_storable)] | None = (
+        None
+    )
     authorization: str | None = Field(default=None, max_length=2000)
 
 

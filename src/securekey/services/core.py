@@ -278,7 +278,7 @@ class SecureKeyService:
             app = self._app(tx, app_ref)
             text = ref[1:] if ref[:1] in ("v", "V") else ref
             found = None
-            if text.isdigit() and len(text) <= 10:
+            if text.isascii() and text.isdigit() and len(text) <= 10:
                 found = tx.get_release(app.id, int(text))
             else:
                 found = tx.get_release_by_id(app.id, ref)
@@ -359,9 +359,10 @@ class SecureKeyService:
     def resolve_addon(self, ref: str, app_ref: str | None = None) -> Addon:
         """An add-on by id or name, or by attachment name on ``app_ref`` (Heroku's resolve)."""
         with self.store.transaction(write=False) as tx:
+            # An unknown app is an error even when the add-on's own name would find it.
+            app = self._app(tx, app_ref) if app_ref is not None else None
             found = tx.get_addon(ref) if _plausible(ref) else None
-            if found is None and app_ref is not None and _plausible(ref):
-                app = self._app(tx, app_ref)
+            if found is None and app is not None and _plausible(ref):
                 att = tx.get_attachment(ref, app_id=app.id)
                 if att is not None:
                     found = tx.get_addon(att.addon_id)

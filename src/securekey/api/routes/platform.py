@@ -31,6 +31,7 @@ from securekey.api.schemas import (
     AppUpdate,
     AttachmentCreate,
     AttachmentOut,
+    ConfigVarsPatch,
     RateLimitOut,
     ReleaseOut,
     ResolveAddon,
@@ -423,7 +424,7 @@ def update_config_vars(
     request: Request,
     app: str,
     who: Operator,
-    body: Annotated[dict[str, str | int | float | None], Body()],
+    body: Annotated[ConfigVarsPatch, Body()],
 ) -> Response:
     """Set vars (strings) and unset them (null) in one release; add-on vars are refused."""
     ctx = ctx_of(request)
@@ -449,7 +450,7 @@ def list_releases(
     def bound(text: str | None, exclusive: bool, step: int) -> int | None:
         if text is None:
             return None
-        if not text.isdigit() or len(text) > 9:
+        if not (text.isascii() and text.isdigit()) or len(text) > 9:
             raise ApiError(400, "invalid_range", "Release range bounds must be version numbers.")
         return int(text) + (step if exclusive else 0)
 
