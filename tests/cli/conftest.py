@@ -48,11 +48,6 @@ class Result:
         """Stderr's lines."""
         return self.err.splitlines()
 
-    @property
-    def both(self) -> list[str]:
-        """Stderr's lines then stdout's (for runs where only the text matters)."""
-        return self.err_lines + self.lines
-
 
 class Cli:
     """Runs ``python -m securekey ARGS`` with a private HOME and, by default, a server's creds."""

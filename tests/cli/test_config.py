@@ -149,3 +149,6 @@ def test_run_starts_the_command_with_the_apps_vars(cli: Cli, http: httpx.Client)
     )  # fmt: skip
     assert result.code == 0, result.err
     assert "got hello" in result.out
+    no_token = cli("run", "-a", "run-app", "--", "true", env=cli.env(SECUREKEY_TOKEN=None))
+    assert no_token.code == 2
+    assert "no token" in no_token.err

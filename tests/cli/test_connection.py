@@ -91,6 +91,7 @@ def test_app_token_for_an_operator_command(cli: Cli, http: httpx.Client) -> None
     as_app = cli.env(SECUREKEY_TOKEN=token)
     assert cli("config", "-a", "scoped-app", env=as_app).code == 0
     one_clear_line(cli("apps", env=as_app), "operator token")
+    one_clear_line(cli("auth:whoami", env=as_app), "operator token")
     one_clear_line(cli("apps:create", "sneaky", env=as_app), "operator token")
 
 

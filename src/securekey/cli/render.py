@@ -21,7 +21,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
-__all__ = ["GLYPH", "Column", "Renderer", "Status", "when"]
+__all__ = ["GLYPH", "Column", "Part", "Renderer", "Status", "wants_color", "when"]
 
 #: Heroku's app glyph, printed before every app name.
 GLYPH = "⬢"
