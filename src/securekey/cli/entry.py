@@ -5,6 +5,7 @@ Command groups live in their own modules and add themselves here through ``regis
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from typing import Annotated
@@ -67,9 +68,10 @@ def build_app() -> typer.Typer:
 
 
 def _robust(stream: object) -> None:
+    """Make ``stream`` replace what it cannot encode rather than fail."""
     # A terminal that cannot show ⬢ gets a replacement character, not a UnicodeEncodeError.
     encoding = str(getattr(stream, "encoding", "") or "").lower().replace("-", "")
-    if encoding != "utf8" and isinstance(stream, __import__("io").TextIOWrapper):
+    if encoding != "utf8" and isinstance(stream, io.TextIOWrapper):
         stream.reconfigure(errors="replace")
 
 
