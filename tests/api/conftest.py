@@ -89,6 +89,7 @@ class Api:
         token: str | None = None,
         headers: dict[str, str | bytes] | None = None,
         body: bytes = b"",
+        first_chunk: bool = False,
     ) -> RawAnswer:
         """One request straight to the ASGI app, header bytes exactly as given.
 
@@ -101,7 +102,7 @@ class Api:
         sent.update({k.lower(): v for k, v in (headers or {}).items()})
         portal = self.client.portal
         assert portal is not None, "use the client as a context manager"
-        return portal.call(_asgi_call, self.app, method, path, sent, body)
+        return portal.call(_asgi_call, self.app, method, path, sent, body, first_chunk)
 
 
 @dataclass
@@ -114,9 +115,15 @@ class RawAnswer:
 
 
 async def _asgi_call(
-    app: FastAPI, method: str, path: str, headers: dict[str, str | bytes], body: bytes
+    app: FastAPI,
+    method: str,
+    path: str,
+    headers: dict[str, str | bytes],
+    body: bytes,
+    first_chunk: bool = False,
 ) -> RawAnswer:
     started = asyncio.Event()
+    chunk = asyncio.Event()
     result: dict[str, Any] = {"body": b""}
     asked = False
 
@@ -125,7 +132,7 @@ async def _asgi_call(
         if not asked:
             asked = True
             return {"type": "http.request", "body": body, "more_body": False}
-        await started.wait()
+        await (chunk if first_chunk else started).wait()
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
@@ -135,6 +142,8 @@ async def _asgi_call(
             started.set()
         elif message["type"] == "http.response.body":
             result["body"] += message.get("body", b"")
+            if result["body"] or not message.get("more_body", False):
+                chunk.set()
 
     raw_path, _, query = path.partition("?")
     scope = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.api.conftest import Api, Seed
 
 
@@ -103,3 +105,28 @@ def test_unknown_app_is_404(api: Api) -> None:
     ):
         assert answer.status_code == 404
         assert answer.json()["resource"] == "app"
+
+
+def test_stream_sends_the_current_config_first(api: Api, seed: Seed) -> None:
+    """The SSE stream opens with the app's config at its release: id = release, data = vars."""
+    token = api.app_token("service-2")
+    answer = api.raw("GET", "/apps/service-2/config-vars/stream", token=token, first_chunk=True)
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    event = answer.body.decode()
+    assert event.startswith("id: 2\nevent: config\ndata: ")
+    data = json.loads(event.split("data: ", 1)[1].split("\n", 1)[0])
+    assert data == api.client.get("/apps/service-2/config-vars").json()
+
+
+def test_stream_resumes_without_repeating_the_current_release(api: Api, seed: Seed) -> None:
+    """With Last-Event-ID equal to the current release, the stream says so and sends no data."""
+    answer = api.raw(
+        "GET",
+        "/apps/service-2/config-vars/stream",
+        headers={"Last-Event-ID": "2"},
+        first_chunk=True,
+    )
+    assert answer.status == 200
+    assert b"data:" not in answer.body
+    assert answer.body.startswith(b":")

@@ -208,3 +208,14 @@ def test_operator(world: World, request: pytest.FixtureRequest, route: tuple[str
     """The operator gets each endpoint's success status (writes on a world of their own)."""
     target = world if route[0] == "GET" else request.getfixturevalue("fresh_world")
     assert target.request(route, "operator") == expected(route, "operator")
+
+
+@pytest.mark.parametrize("principal", ["other-app", "own-app"])
+def test_app_tokens_cannot_probe_app_names(world: World, principal: str) -> None:
+    """For an app token, an app that does not exist is a 403 like any other app's, not a 404."""
+    token = world.tokens[principal]
+    answer = world.api.call("GET", "/apps/no-such-app/config-vars", token=token)
+    assert answer.status_code == 403
+    assert world.api.head_only("/apps/no-such-app/config-vars/stream", token=token)[0] == 403
+    assert world.api.call("GET", "/apps/no-such-app", token=token).status_code == 403
+    assert world.api.call("GET", "/apps/no-such-app/config-vars").status_code == 404

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from tests.api.conftest import Api, Seed
 
 
@@ -37,6 +39,11 @@ def test_an_app_token_reads_its_own_config(api: Api, seed: Seed) -> None:
     by_bearer = api.call("GET", "/apps/service-2/config-vars", token=raw)
     assert by_bearer.status_code == 200
     assert "SERVICE_ONE_SECURE_KEY" in by_bearer.json()
+    request = api.client.build_request("GET", "/apps/service-2/config-vars")
+    request.headers["Authorization"] = "Basic " + base64.b64encode(f":{raw}".encode()).decode()
+    by_basic = api.client.send(request)
+    assert by_basic.status_code == 200
+    assert by_basic.json() == by_bearer.json()
 
 
 def test_revoked_token_gets_401(api: Api, seed: Seed) -> None:

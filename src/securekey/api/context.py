@@ -9,17 +9,25 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from securekey.api.auth import Authenticator, require_operator
+from securekey.api.auth import Authenticator, require_app_reader, require_operator
 from securekey.api.live import CachedConfig, ConfigCache, ReleaseHub
 from securekey.api.metrics import Metrics
-from securekey.domain.models import Principal
-from securekey.exceptions import ValidationError
+from securekey.domain.models import Principal, TokenKind
+from securekey.exceptions import ForbiddenError, NotFoundError, ValidationError
 from securekey.scheduler import Scheduler
 from securekey.services import SecureKeyService
 from securekey.services.tokens import TokenService
 from securekey.services.webhooks import WebhookService
 
-__all__ = ["ApiContext", "ctx_of", "json_response", "operator", "principal"]
+__all__ = [
+    "ApiContext",
+    "check_path_params",
+    "ctx_of",
+    "json_response",
+    "operator",
+    "principal",
+    "readable_config",
+]
 
 JSON_TYPE = "application/json"
 #: No id or name is longer; a longer path parameter is a mistake, not a lookup.
@@ -108,6 +116,22 @@ async def operator(request: Request) -> Principal:
     require_operator(who)
     check_path_params(request)
     return who
+
+
+async def readable_config(ctx: ApiContext, app: str, who: Principal) -> CachedConfig:
+    """``app``'s config if ``who`` may read it (403 otherwise).
+
+    For an app token an unknown app is a 403 too, as any app but its own is: a 404 would let
+    a token holder find out which app names exist.
+    """
+    try:
+        snapshot = await ctx.config(app)
+    except NotFoundError:
+        if who.kind is not TokenKind.OPERATOR:
+            raise ForbiddenError("This token belongs to another app.") from None
+        raise
+    require_app_reader(who, snapshot.app_id)
+    return snapshot
 
 
 def json_response(

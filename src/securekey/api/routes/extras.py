@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from securekey.api.auth import credentials_from_header, require_app_reader
-from securekey.api.context import ctx_of, json_response, operator, principal
+from securekey.api.context import ctx_of, json_response, operator, principal, readable_config
 from securekey.api.live import CachedConfig
 from securekey.api.routes._common import ERRORS, addon_views, listed
 from securekey.api.schemas import (
@@ -249,8 +249,7 @@ async def stream_config_vars(
 ) -> Response:
     """Current config vars on connect and on every release (``Last-Event-ID`` resumes)."""
     ctx = ctx_of(request)
-    first = await ctx.config(app)
-    require_app_reader(who, first.app_id)
+    first = await readable_config(ctx, app, who)
     # Our ids are release numbers; anything else (other ids, Unicode digits) means "send all".
     resume = (
         int(last_event_id)

@@ -8,8 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import Response
 
-from securekey.api.auth import require_app_reader
-from securekey.api.context import ApiContext, ctx_of, json_response, operator, principal
+from securekey.api.context import (
+    ApiContext,
+    ctx_of,
+    json_response,
+    operator,
+    principal,
+    readable_config,
+)
 from securekey.api.errors import ApiError
 from securekey.api.ranges import parse_range
 from securekey.api.routes._common import (
@@ -399,8 +405,7 @@ async def get_config_vars(
 ) -> Response:
     """An app's config vars (operator, or that app's token); conditional with If-None-Match."""
     ctx = ctx_of(request)
-    snapshot = await ctx.config(app)
-    require_app_reader(who, snapshot.app_id)
+    snapshot = await readable_config(ctx, app, who)
     etag = f'"{snapshot.release}"'
     headers = {"ETag": etag, "Cache-Control": "no-store"}
     if if_none_match is not None and _etag_matches(if_none_match, etag):
