@@ -105,25 +105,47 @@ class _Coalescer:
                 self._pending = None
         fut.set_result(result)
 
+    def _lead_sync(self, fut: Future[bool]) -> None:
+        result = False
+        try:
+            with contextlib.suppress(TimeoutError):  # a stuck fetch must not block us forever
+                self._running.exception(timeout=self._timeout)
+            delay = self._delay()
+            if delay:
+                time.sleep(delay)
+            self._start(fut)
+            result = self._run()
+        finally:
+            self._settle(fut, result)
+
     def run_sync(self) -> bool:
         """Join the next refresh (leading it if first), wait for it, return whether it changed."""
         fut, leader = self._join()
         if leader:
-            result = False
-            try:
-                with contextlib.suppress(TimeoutError):  # a stuck fetch must not block us forever
-                    self._running.exception(timeout=self._timeout)
-                delay = self._delay()
-                if delay:
-                    time.sleep(delay)
-                self._start(fut)
-                result = self._run()
-            finally:
-                self._settle(fut, result)
+            self._lead_sync(fut)
         try:
             return fut.result(timeout=self._timeout)
         except TimeoutError:
             return False
+
+    def run_background(self) -> None:
+        """Make sure a refresh that has not started yet is on its way, and return at once.
+
+        Only the caller that creates that refresh starts a thread to lead it; the others
+        need nothing more, since it starts after they asked. However many hints arrive, at
+        most one thread waits for the next refresh.
+        """
+        fut, leader = self._join()
+        if not leader:
+            return
+        thread = threading.Thread(
+            target=self._lead_sync, args=(fut,), name="securekey-refresh", daemon=True
+        )
+        try:
+            thread.start()
+        except BaseException:
+            self._settle(fut, False)  # nobody will lead it: let the next caller
+            raise
 
     async def _lead(self, fut: Future[bool]) -> None:
         result = False
@@ -357,9 +379,13 @@ class KeyRing:
         return self._pair != before
 
     def refresh_soon(self) -> None:
-        """Start a refresh in the background and return at once (a hint, not a promise)."""
+        """Start a refresh in the background and return at once (a hint, not a promise).
+
+        Cheap to call on every response: while a refresh is already waiting to start, it
+        does nothing more (the waiting one will see whatever prompted the hint).
+        """
         if self._fetcher is not None:
-            threading.Thread(target=self.refresh, name="securekey-refresh", daemon=True).start()
+            self._refresher.run_background()
 
     def __repr__(self) -> str:
         latest, previous = self._pair.fingerprints
