@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from securekey.client import KeyPair, KeyRing
+from securekey.client import KeyPair, KeyRing, StaticKeyRing, flask_config
 from tests.pg import free_port
 from tests.servers import Server, running_server
 
@@ -493,3 +493,21 @@ def test_refresh_hints_share_one_waiting_thread() -> None:
     assert len(waiting) <= 2  # the running refresh, and the one waiting to start
     assert ring.current == newer
     assert ring.refreshes == 2
+
+
+def test_flask_config_updates_never_drop_the_old_latest() -> None:
+    """Found while writing docs/sdk.md: a live ``app.config.update(flask_config(pair))``.
+
+    Flask reads SECRET_KEY and SECRET_KEY_FALLBACKS on every request while ``update`` sets
+    them one at a time. At every step the keys accepted must include the old LATEST (the new
+    PREVIOUS), or sessions signed a moment ago are dropped. Setting SECRET_KEY first did that.
+    """
+    ring = StaticKeyRing()
+    config: dict[str, Any] = dict(flask_config(ring))
+    old = ring.current
+    new = ring.rotate()
+    for name, value in flask_config(new).items():  # what dict.update does, one key at a time
+        config[name] = value
+        accepted = {config["SECRET_KEY"], *config["SECRET_KEY_FALLBACKS"]}
+        assert old.latest.hex in accepted, f"dropped after setting {name}"
+    assert accepted == {new.latest.hex, new.previous.hex}

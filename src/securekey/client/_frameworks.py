@@ -36,12 +36,16 @@ def django_settings(source: PairSource) -> dict[str, Any]:
 
 
 def flask_config(source: PairSource) -> dict[str, Any]:
-    """``{"SECRET_KEY": LATEST, "SECRET_KEY_FALLBACKS": [PREVIOUS]}`` for ``app.config``.
+    """``{"SECRET_KEY_FALLBACKS": [PREVIOUS], "SECRET_KEY": LATEST}`` for ``app.config``.
 
-    Live: ``ring.on_change(lambda pair: app.config.update(flask_config(pair)))``.
+    Live: ``ring.on_change(lambda pair: app.config.update(flask_config(pair)))``. Flask reads
+    both on every request and ``update`` sets them one after the other, so the fallbacks come
+    first: between the two steps the keys accepted are then [new PREVIOUS, old LATEST], the
+    same key twice; the other order would briefly accept [old PREVIOUS, new LATEST] and drop
+    sessions signed with the old LATEST, which stay valid as the new PREVIOUS.
     """
     pair = _pair(source)
-    return {"SECRET_KEY": pair.latest.hex, "SECRET_KEY_FALLBACKS": [pair.previous.hex]}
+    return {"SECRET_KEY_FALLBACKS": [pair.previous.hex], "SECRET_KEY": pair.latest.hex}
 
 
 def itsdangerous_keys(source: PairSource) -> list[str]:
