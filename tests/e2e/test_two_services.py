@@ -182,6 +182,7 @@ class Rotator:
         self.seed, self.every = seed, every
         self.count = 0
         self.latest = ""
+        self.elapsed = 0.0
 
     def run(self, seconds: float) -> None:
         with self.seed.server.client() as http:
@@ -194,6 +195,7 @@ class Rotator:
                 assert answer.status_code == 200, answer.text
                 self.count += 1
                 self.latest = answer.json()["fingerprints"]["latest"]
+            self.elapsed = time.monotonic() - start
 
 
 class Load:
@@ -259,23 +261,38 @@ class Load:
         assert not any(t.is_alive() for t in self._threads), "a load driver did not stop"
 
 
+def _say(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    """Print past pytest's capture, so the counts show in every run, CI's included."""
+    with capsys.disabled():
+        print(text, flush=True)
+
+
 def _report(
-    label: str, rotator: Rotator, load: Load, one: dict[str, Any], two: dict[str, Any]
+    label: str,
+    rotator: Rotator,
+    load: Load,
+    one: dict[str, Any],
+    two: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
 ) -> str:
     c = load.counts
     line = (
         f"{label}: requests={c['requests']} ok={c['ok']} failed={c['failed']} "
-        f"rotations={rotator.count} handovers_seen_by_service2={c['handovers']} "
+        f"rotations={rotator.count} in {rotator.elapsed:.1f} s "
+        f"({c['requests'] / max(rotator.elapsed, 0.1):.0f} req/s) "
+        f"handovers_seen_by_service2={c['handovers']} "
         f"auth_retries={c['auth_retries']} transport_retries={c['transport_retries']} "
         f"driver_retries={c['driver_retries']} driver_failures={c['driver_failures']} "
         f"max_ms={c['max_ms']} | service-1 counts={one['counts']} "
         f"refreshes={one['ring']['refreshes']} | service-2 refreshes={two['ring']['refreshes']}"
     )
-    print(f"\n{line}")
+    _say(capsys, f"\n{line}")
     return line
 
 
-def _guarded_run(seed: Seed, mode: str, tmp_path: Path, seconds: float) -> tuple[Counter[str], str]:
+def _guarded_run(
+    seed: Seed, mode: str, tmp_path: Path, seconds: float, capsys: pytest.CaptureFixture[str]
+) -> tuple[Counter[str], str]:
     """Both services following the stream with random apply delays; rotate; return counts."""
     common = {
         "SECUREKEY_URL": seed.server.url,
@@ -300,7 +317,7 @@ def _guarded_run(seed: Seed, mode: str, tmp_path: Path, seconds: float) -> tuple
             rotator.run(seconds)
             time.sleep(2 * APPLY_DELAY_MAX + 0.5)  # and after the last, until both have it
         stats_one, stats_two = one.stats(), two.stats()
-    line = _report(mode, rotator, load, stats_one, stats_two)
+    line = _report(mode, rotator, load, stats_one, stats_two, capsys)
     if mode != "naive":
         # Every refusal on the wire (a client two rotations behind) was resent by the SDK.
         assert stats_one["counts"].get("status_401", 0) == load.counts["auth_retries"], line
@@ -312,7 +329,7 @@ def _guarded_run(seed: Seed, mode: str, tmp_path: Path, seconds: float) -> tuple
 
 @pytest.mark.parametrize("mode", ["bearer", "signed"])
 def test_no_failed_request_while_rotating_every_half_second(
-    seed: Seed, mode: str, tmp_path: Path
+    seed: Seed, mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Rotate every 0.5 s for 30 s while service-2 calls service-1 non-stop: 0 failures.
 
@@ -321,7 +338,7 @@ def test_no_failed_request_while_rotating_every_half_second(
     both directions. Bearer: service-1 accepts PREVIOUS and hands LATEST over; a key it does
     not know makes it refresh once. Signed: the same with fingerprints; no key travels.
     """
-    counts, line = _guarded_run(seed, mode, tmp_path, SECONDS)
+    counts, line = _guarded_run(seed, mode, tmp_path, SECONDS, capsys)
     assert counts["requests"] >= 20 * SECONDS, line  # really continuous load
     assert counts["failed"] == 0, line
     assert counts["driver_failures"] == 0, line
@@ -329,14 +346,16 @@ def test_no_failed_request_while_rotating_every_half_second(
     assert counts["ok"] == counts["requests"], line
 
 
-def test_the_naive_single_key_baseline_does_fail(seed: Seed, tmp_path: Path) -> None:
+def test_the_naive_single_key_baseline_does_fail(
+    seed: Seed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The same race with one key, no handshake and no refresh loses requests.
 
     Same processes, same live stream, same random delays; only service-1 accepts nothing but
     its own LATEST and service-2 presents its own LATEST without the SDK's auth. That this
     fails shows the guarded runs above really meet the race they claim to survive.
     """
-    counts, line = _guarded_run(seed, "naive", tmp_path, NAIVE_SECONDS)
+    counts, line = _guarded_run(seed, "naive", tmp_path, NAIVE_SECONDS, capsys)
     assert counts["failed"] > 0, line
     assert counts["status_401"] == counts["failed"], line
 
@@ -393,7 +412,7 @@ def _supervised(app: str, token: str, seed: Seed, module: str) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["bearer", "signed"])
 def test_no_failed_request_with_both_services_restarting_under_securekey_run(
-    seed: Seed, mode: str, tmp_path: Path
+    seed: Seed, mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Both services under `securekey run`, each restarted on every release: 0 failures.
 
@@ -441,12 +460,12 @@ def test_no_failed_request_with_both_services_restarting_under_securekey_run(
             stats_one, stats_two = one.stats(), two.stats()
     restarts = [p.log().count("restarting (stopping pid") for p in (one, two)]
     processes, served, refreshes = _exit_stats(one)
-    line = _report(f"{mode} under securekey run", rotator, load, stats_one, stats_two)
+    line = _report(f"{mode} under securekey run", rotator, load, stats_one, stats_two, capsys)
     summary = (
         f"restarts: service-1={restarts[0]} service-2={restarts[1]}; all {processes} "
         f"service-1 processes together: {dict(served)} refreshes={refreshes}"
     )
-    print(summary)
+    _say(capsys, summary)
     line += "\n" + summary
     assert load.counts["requests"] >= 5 * RESTART_SECONDS, line
     assert load.counts["failed"] == 0, line
@@ -454,7 +473,9 @@ def test_no_failed_request_with_both_services_restarting_under_securekey_run(
     assert load.counts["ok"] == load.counts["requests"], line
     # Every refusal on the wire (a client two rotations behind) was resent by the SDK.
     assert served["status_401"] == load.counts["auth_retries"], line
-    assert served["status_200"] == load.counts["requests"], line  # each answered once
+    # Each call answered once, or at most once more when its answer was lost and it was resent.
+    twice = served["status_200"] - load.counts["requests"]
+    assert 0 <= twice <= load.counts["transport_retries"], line
     assert served["handovers"] + refreshes > 0, line  # the sides really disagreed
     assert min(restarts) >= rotator.count - 1, (restarts, line)  # really restarted each time
     assert stats_one["ring"]["latest"] == rotator.latest, line
