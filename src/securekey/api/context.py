@@ -23,6 +23,7 @@ __all__ = [
     "ApiContext",
     "check_path_params",
     "ctx_of",
+    "etag_matches",
     "json_response",
     "operator",
     "principal",
@@ -72,6 +73,15 @@ def ctx_of(request: Request) -> ApiContext:
     """The context of the app serving ``request``."""
     ctx: ApiContext = request.app.state.ctx
     return ctx
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """RFC 9110 weak comparison for If-None-Match: ``*``, or a listed tag equal but for ``W/``."""
+    for candidate in header.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
 
 
 def _client(request: Request) -> str:

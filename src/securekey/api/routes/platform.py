@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from securekey.api.context import (
     ApiContext,
     ctx_of,
+    etag_matches,
     json_response,
     operator,
     principal,
@@ -408,18 +409,9 @@ async def get_config_vars(
     snapshot = await readable_config(ctx, app, who)
     etag = f'"{snapshot.release}"'
     headers = {"ETag": etag, "Cache-Control": "no-store"}
-    if if_none_match is not None and _etag_matches(if_none_match, etag):
+    if if_none_match is not None and etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     return Response(snapshot.body, 200, headers=headers, media_type="application/json")
-
-
-def _etag_matches(header: str, etag: str) -> bool:
-    """RFC 9110 weak comparison: ``*``, or any listed tag equal once ``W/`` is dropped."""
-    for candidate in header.split(","):
-        tag = candidate.strip()
-        if tag == "*" or tag.removeprefix("W/") == etag:
-            return True
-    return False
 
 
 @router.patch(
