@@ -50,7 +50,7 @@ def test_get_answers_config_vars_with_the_release_as_etag(fake: FakeSecureKeySer
     [
         ("/apps/service-1/config-vars", "wrong", 401, "unauthorized"),
         ("/apps/service-2/config-vars", "test-token", 403, "forbidden"),
-        ("/apps/nobody/config-vars", "test-token", 404, "not_found"),
+        ("/apps/nobody/config-vars", "test-token", 403, "forbidden"),
         ("/apps/service-1/config-vars/stream", "wrong", 401, "unauthorized"),
         ("/elsewhere", "test-token", 404, "not_found"),
     ],
@@ -58,7 +58,7 @@ def test_get_answers_config_vars_with_the_release_as_etag(fake: FakeSecureKeySer
 def test_refusals_have_heroku_style_bodies(
     fake: FakeSecureKeyServer, path: str, token: str, status: int, ident: str
 ) -> None:
-    """Unknown token 401, another app's 403, unknown app 404, each with an id and message."""
+    """Unknown token 401, another or unknown app 403, each with an id and message."""
     fake.add_app("service-2", "other-token")
     with httpx.Client(transport=fake.sync_transport(), base_url=fake.url) as client:
         response = client.get(path, headers={"Authorization": f"Bearer {token}"})

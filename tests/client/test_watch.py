@@ -172,7 +172,7 @@ def test_apply_delay_postpones_pushed_changes_but_not_fetches(fake: FakeSecureKe
     [
         ("wrong", "service-1", AuthenticationError),
         ("test-token", "service-2", ForbiddenError),
-        ("test-token", "nobody", NotFoundError),
+        ("test-token", "nobody", ForbiddenError),
     ],
 )
 def test_connect_fails_clearly(

@@ -125,9 +125,10 @@ class FakeSecureKeyServer:
     """An in-process stand-in for the securekey server's config-var endpoints.
 
     It starts with one app (``app``, readable with ``token``) whose ``var`` holds a fresh key
-    pair at release 1. Tokens are app tokens: 401 for an unknown one, 403 for another app's,
-    404 for an unknown app. ``stream_enabled = False`` makes the stream answer 404 (clients
-    must fall back to polling); ``available = False`` makes everything answer 503.
+    pair at release 1. Tokens are app tokens: 401 for an unknown one, 403 for another app's
+    or an unknown one (as the real server). ``stream_enabled = False`` makes the stream
+    answer 404 (clients must fall back to polling); ``available = False`` makes everything
+    answer 503.
     """
 
     #: The base URL to use with ``transport()`` (any URL works; this one reads well).
@@ -294,10 +295,8 @@ class FakeSecureKeyServer:
             if owner is None:
                 self.counts["refused"] += 1
                 return _error(401, "unauthorized", "Invalid credentials provided.")
-            if found is None:
-                self.counts["refused"] += 1
-                return _error(404, "not_found", "Couldn't find that app.")
-            if owner != found.name:
+            if found is None or owner != found.name:
+                # As the real server: an app token learns nothing about other apps' names.
                 self.counts["refused"] += 1
                 return _error(403, "forbidden", "This token may not read that app.")
             release, values = found.release, dict(found.vars)
