@@ -285,3 +285,29 @@ def test_webhook_payloads_never_carry_key_material(
     for text in texts:
         for key in keys:
             assert key.upper() not in text.upper()
+
+
+def test_a_custom_authorization_header_is_sent_with_each_delivery(
+    http: httpx.Client, receiver: Receiver
+) -> None:
+    """Heroku's `authorization` field reaches the receiver as its Authorization header."""
+    app, addon = new_app(http)
+    made = http.post(
+        f"/apps/{app}/webhooks",
+        json={
+            "url": f"{receiver.url}/authorized",
+            "include": ["api:release"],
+            "authorization": "Bearer receiver-secret-123",
+        },
+    )
+    assert made.status_code == 201, made.text
+    assert "receiver-secret-123" not in made.text
+    rotate(http, app, addon)
+    (got,) = receiver.wait_for("/authorized", 1)
+    assert got.headers["Authorization"] == "Bearer receiver-secret-123"
+    bad = http.post(
+        f"/apps/{app}/webhooks",
+        json={"url": receiver.url, "include": ["api:release"], "authorization": "a\r\nb"},
+    )
+    assert bad.status_code == 422
+    assert "authorization" in bad.json()["message"]

@@ -222,17 +222,16 @@ async def _deliver_one(ctx: ApiContext, client: httpx.AsyncClient) -> bool:
     delivery, hook, body = leased
     code: int | None = None
     error_class: str | None = None
+    headers = {
+        "Content-Type": "application/json",
+        "Heroku-Webhook-Hmac-SHA256": sign_body(hook.secret, body),
+        "Heroku-Webhook-Id": delivery.id,
+        "User-Agent": f"securekey-webhooks/{__version__}",
+    }
+    if hook.authorization is not None:
+        headers["Authorization"] = hook.authorization
     try:
-        answer = await client.post(
-            hook.url,
-            content=body,
-            headers={
-                "Content-Type": "application/json",
-                "Heroku-Webhook-Hmac-SHA256": sign_body(hook.secret, body),
-                "Heroku-Webhook-Id": delivery.id,
-                "User-Agent": f"securekey-webhooks/{__version__}",
-            },
-        )
+        answer = await client.post(hook.url, content=body, headers=headers)
         code = answer.status_code
     except Exception as failure:  # any failure to post is this attempt's outcome, to record
         error_class = type(failure).__name__

@@ -194,6 +194,8 @@ class Webhook:
     secret: str = field(repr=False)
     created_at: datetime = field(compare=False)
     updated_at: datetime = field(compare=False)
+    #: Heroku's optional ``authorization``: sent as the Authorization header of each delivery.
+    authorization: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

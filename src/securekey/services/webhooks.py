@@ -106,9 +106,14 @@ class WebhookService:
         *,
         level: object = "notify",
         secret: object = None,
+        authorization: object = None,
         actor: str = "operator",
     ) -> tuple[Webhook, str]:
-        """Add a webhook; returns it and its secret (generated when not given)."""
+        """Add a webhook; returns it and its secret (generated when not given).
+
+        ``authorization``, as in Heroku, is sent verbatim as each delivery's Authorization
+        header (e.g. ``Bearer …`` for a receiver behind its own auth); it is stored encrypted.
+        """
         the_url = _check_url(url)
         kinds = _check_include(include)
         if level not in _LEVELS:
@@ -119,10 +124,21 @@ class WebhookService:
             the_secret = secret
         else:
             raise ValidationError("secret", "secret must be a string of 1 to 256 characters.")
+        the_authorization = _check_authorization(authorization)
         now = self.clock.now()
         with self.store.transaction() as tx:
             app = _app(tx, app_ref)
-            hook = Webhook(new_id(), app.id, the_url, kinds, str(level), the_secret, now, now)
+            hook = Webhook(
+                new_id(),
+                app.id,
+                the_url,
+                kinds,
+                str(level),
+                the_secret,
+                now,
+                now,
+                the_authorization,
+            )
             tx.add_webhook(hook)
             tx.add_event(
                 AuditEvent(
@@ -269,3 +285,19 @@ def _check_include(include: object) -> tuple[str, ...]:
             raise ValidationError("include", f"include may only list: {', '.join(EVENT_KINDS)}.")
         kinds.append(str(item))
     return tuple(dict.fromkeys(kinds))
+
+
+def _check_authorization(value: object) -> str | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= 2000
+        or any(ch in value for ch in "\x00\r\n")
+        or not value.isprintable()
+    ):
+        raise ValidationError(
+            "authorization",
+            "authorization must be one line of 1 to 2000 printable characters.",
+        )
+    return value

@@ -474,6 +474,11 @@ class SqlRepository:
                 include=json.dumps(list(webhook.include)),
                 level=webhook.level,
                 secret_enc=self.cipher.encrypt(webhook.secret.encode(), _hook_aad(webhook.id)),
+                authorization_enc=None
+                if webhook.authorization is None
+                else self.cipher.encrypt(
+                    webhook.authorization.encode(), _hook_aad(webhook.id, "authorization")
+                ),
                 created_at=webhook.created_at,
                 updated_at=webhook.updated_at,
             )
@@ -561,6 +566,11 @@ class SqlRepository:
 
     def _webhook(self, row: Any) -> Webhook:
         secret = self.cipher.decrypt(row["secret_enc"], _hook_aad(row["id"])).decode()
+        authorization = None
+        if row["authorization_enc"] is not None:
+            authorization = self.cipher.decrypt(
+                row["authorization_enc"], _hook_aad(row["id"], "authorization")
+            ).decode()
         return Webhook(
             row["id"],
             row["app_id"],
@@ -570,6 +580,7 @@ class SqlRepository:
             secret,
             row["created_at"],
             row["updated_at"],
+            authorization,
         )
 
     # ---------------------------------------------------------------- audit
@@ -625,8 +636,9 @@ def _key_aad(addon_id: str, version: int) -> bytes:
     return f"key:{addon_id}:{version}".encode()
 
 
-def _hook_aad(webhook_id: str) -> bytes:
-    return f"webhook:{webhook_id}".encode()
+def _hook_aad(webhook_id: str, part: str = "secret") -> bytes:
+    suffix = "" if part == "secret" else f":{part}"
+    return f"webhook:{webhook_id}{suffix}".encode()
 
 
 def _token(row: Any) -> Token:

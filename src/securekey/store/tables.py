@@ -180,6 +180,7 @@ webhooks = Table(
     Column("include", Text, nullable=False),
     Column("level", String(16), nullable=False),
     Column("secret_enc", LargeBinary, nullable=False),
+    Column("authorization_enc", LargeBinary, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )

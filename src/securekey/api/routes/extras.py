@@ -165,7 +165,13 @@ def create_webhook(request: Request, app: str, who: Operator, body: WebhookCreat
     """Subscribe a URL to the app's releases; deliveries are signed with the secret."""
     ctx = ctx_of(request)
     hook, secret = ctx.webhooks.create(
-        app, body.url, body.include, level=body.level, secret=body.secret, actor=who.actor
+        app,
+        body.url,
+        body.include,
+        level=body.level,
+        secret=body.secret,
+        authorization=body.authorization,
+        actor=who.actor,
     )
     application = ctx.service.get_app(hook.app_id)
     headers = {"Heroku-Webhook-Secret": secret} if body.secret is None else None
