@@ -13,7 +13,16 @@ from securekey.api.schemas import ErrorOut, Ref
 from securekey.domain.models import Addon, App, Attachment
 from securekey.services.resources import addon_resource, attachment_resource
 
-__all__ = ["ERRORS", "addon_views", "attachment_views", "base_url", "listed", "ref_value"]
+__all__ = [
+    "ERRORS",
+    "addon_views",
+    "attachment_views",
+    "base_url",
+    "documented_list",
+    "documented_one",
+    "listed",
+    "ref_value",
+]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "Malformed request"},
@@ -25,6 +34,22 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorOut, "description": "Invalid or refused"},
     429: {"model": ErrorOut, "description": "Too many failed authentications"},
 }
+
+
+def documented_one(
+    model: type, description: str, status: int = 200
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for an endpoint answering one ``model``, with every error."""
+    return {status: {"model": model, "description": description}, **ERRORS}
+
+
+def documented_list(model: type, description: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a ranged list of ``model``: 200, or 206 while more remain."""
+    return {
+        200: {"model": list[model], "description": description},  # type: ignore[valid-type]
+        206: {"model": list[model], "description": "A page; more remain (see Next-Range)"},  # type: ignore[valid-type]
+        **ERRORS,
+    }
 
 
 def base_url(request: Request) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
@@ -12,7 +12,13 @@ from fastapi.responses import Response, StreamingResponse
 from securekey.api.auth import credentials_from_header, require_app_reader
 from securekey.api.context import ctx_of, json_response, operator, principal, readable_config
 from securekey.api.live import CachedConfig
-from securekey.api.routes._common import ERRORS, addon_views, listed
+from securekey.api.routes._common import (
+    ERRORS,
+    addon_views,
+    documented_list,
+    documented_one,
+    listed,
+)
 from securekey.api.schemas import (
     DeliveryOut,
     KeyVersionOut,
@@ -45,24 +51,12 @@ Anyone = Annotated[Principal, Depends(principal)]
 RangeHeader = Annotated[str | None, Header(alias="Range", max_length=500)]
 
 
-def _one(model: type, description: str, status: int = 200) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": model, "description": description}, **ERRORS}
-
-
-def _many(model: type, description: str) -> dict[int | str, dict[str, Any]]:
-    return {
-        200: {"model": list[model], "description": description},  # type: ignore[valid-type]
-        206: {"model": list[model], "description": "A page; more remain"},  # type: ignore[valid-type]
-        **ERRORS,
-    }
-
-
 # --------------------------------------------------------------------- rotation
 
 
 @router.post(
     "/addons/{addon}/actions/rotate",
-    responses=_one(RotationOut, "Rotated: the add-on and a release per attached app"),
+    responses=documented_one(RotationOut, "Rotated: the add-on and a release per attached app"),
     tags=["rotation"],
 )
 def rotate_addon(
@@ -102,7 +96,7 @@ def rotate_addon(
 
 @router.get(
     "/addons/{addon}/key-versions",
-    responses=_many(KeyVersionOut, "Key history, newest first"),
+    responses=documented_list(KeyVersionOut, "Key history, newest first"),
     tags=["rotation"],
 )
 def key_versions(request: Request, addon: str, _who: Operator) -> Response:
@@ -117,7 +111,7 @@ def key_versions(request: Request, addon: str, _who: Operator) -> Response:
 @router.post(
     "/apps/{app}/tokens",
     status_code=201,
-    responses=_one(TokenCreatedOut, "The token, shown this once", 201),
+    responses=documented_one(TokenCreatedOut, "The token, shown this once", 201),
     tags=["tokens"],
 )
 def create_token(
@@ -132,7 +126,9 @@ def create_token(
     return json_response({**token_resource(token, application), "token": raw}, 201)
 
 
-@router.get("/apps/{app}/tokens", responses=_many(TokenOut, "The app's tokens"), tags=["tokens"])
+@router.get(
+    "/apps/{app}/tokens", responses=documented_list(TokenOut, "The app's tokens"), tags=["tokens"]
+)
 def list_tokens(request: Request, app: str, _who: Operator, _range: RangeHeader = None) -> Response:
     """An app's tokens (never their values)."""
     ctx = ctx_of(request)
@@ -142,7 +138,9 @@ def list_tokens(request: Request, app: str, _who: Operator, _range: RangeHeader 
     )
 
 
-@router.delete("/apps/{app}/tokens/{token}", responses=_one(TokenOut, "Revoked"), tags=["tokens"])
+@router.delete(
+    "/apps/{app}/tokens/{token}", responses=documented_one(TokenOut, "Revoked"), tags=["tokens"]
+)
 def revoke_token(request: Request, app: str, token: str, who: Operator) -> Response:
     """Revoke an app token; it stops working at once on this server."""
     ctx = ctx_of(request)
@@ -158,7 +156,7 @@ def revoke_token(request: Request, app: str, token: str, who: Operator) -> Respo
 @router.post(
     "/apps/{app}/webhooks",
     status_code=201,
-    responses=_one(WebhookOut, "Created", 201),
+    responses=documented_one(WebhookOut, "Created", 201),
     tags=["webhooks"],
 )
 def create_webhook(request: Request, app: str, who: Operator, body: WebhookCreate) -> Response:
@@ -178,7 +176,9 @@ def create_webhook(request: Request, app: str, who: Operator, body: WebhookCreat
     return json_response(webhook_resource(hook, application), 201, headers)
 
 
-@router.get("/apps/{app}/webhooks", responses=_many(WebhookOut, "Webhooks"), tags=["webhooks"])
+@router.get(
+    "/apps/{app}/webhooks", responses=documented_list(WebhookOut, "Webhooks"), tags=["webhooks"]
+)
 def list_webhooks(
     request: Request, app: str, _who: Operator, _range: RangeHeader = None
 ) -> Response:
@@ -188,7 +188,9 @@ def list_webhooks(
 
 
 @router.get(
-    "/apps/{app}/webhooks/{webhook}", responses=_one(WebhookOut, "The webhook"), tags=["webhooks"]
+    "/apps/{app}/webhooks/{webhook}",
+    responses=documented_one(WebhookOut, "The webhook"),
+    tags=["webhooks"],
 )
 def get_webhook(request: Request, app: str, webhook: str, _who: Operator) -> Response:
     """One webhook."""
@@ -197,7 +199,9 @@ def get_webhook(request: Request, app: str, webhook: str, _who: Operator) -> Res
 
 
 @router.delete(
-    "/apps/{app}/webhooks/{webhook}", responses=_one(WebhookOut, "Removed"), tags=["webhooks"]
+    "/apps/{app}/webhooks/{webhook}",
+    responses=documented_one(WebhookOut, "Removed"),
+    tags=["webhooks"],
 )
 def delete_webhook(request: Request, app: str, webhook: str, who: Operator) -> Response:
     """Remove a webhook and its pending deliveries."""
@@ -207,7 +211,7 @@ def delete_webhook(request: Request, app: str, webhook: str, who: Operator) -> R
 
 @router.get(
     "/apps/{app}/webhook-deliveries",
-    responses=_many(DeliveryOut, "Deliveries"),
+    responses=documented_list(DeliveryOut, "Deliveries"),
     tags=["webhooks"],
 )
 def list_deliveries(
@@ -220,7 +224,7 @@ def list_deliveries(
 
 @router.get(
     "/apps/{app}/webhook-deliveries/{delivery}",
-    responses=_one(DeliveryOut, "The delivery"),
+    responses=documented_one(DeliveryOut, "The delivery"),
     tags=["webhooks"],
 )
 def get_delivery(request: Request, app: str, delivery: str, _who: Operator) -> Response:

@@ -24,6 +24,8 @@ from securekey.api.routes._common import (
     addon_views,
     attachment_views,
     base_url,
+    documented_list,
+    documented_one,
     listed,
     ref_value,
 )
@@ -63,28 +65,22 @@ RangeHeader = Annotated[str | None, Header(alias="Range", max_length=500)]
 _CONFIG_KEYS = {"period"}
 
 
-def _one(model: type, description: str) -> dict[int | str, dict[str, Any]]:
-    return {200: {"model": model, "description": description}, **ERRORS}
-
-
-def _many(model: type, description: str) -> dict[int | str, dict[str, Any]]:
-    return {
-        200: {"model": list[model], "description": description},  # type: ignore[valid-type]
-        206: {"model": list[model], "description": "A page; more remain (see Next-Range)"},  # type: ignore[valid-type]
-        **ERRORS,
-    }
-
-
 # ---------------------------------------------------------------------- account
 
 
-@router.get("/account", responses=_one(AccountOut, "The operator's account"), tags=["account"])
+@router.get(
+    "/account", responses=documented_one(AccountOut, "The operator's account"), tags=["account"]
+)
 def get_account(_who: Operator) -> Response:
     """The operator's identity."""
     return json_response(account_resource())
 
 
-@router.get("/account/rate-limits", responses=_one(RateLimitOut, "Requests left"), tags=["account"])
+@router.get(
+    "/account/rate-limits",
+    responses=documented_one(RateLimitOut, "Requests left"),
+    tags=["account"],
+)
 def get_rate_limits(_who: Operator) -> Response:
     """Heroku's rate-limit resource; securekey does not limit authenticated callers."""
     return json_response({"remaining": 4500})
@@ -117,14 +113,16 @@ def create_app(request: Request, who: Operator, body: AppCreate | None = None) -
     return json_response(app_resource(app, base_url(request)), 201)
 
 
-@router.get("/apps", responses=_many(AppOut, "Every app"), tags=["apps"])
+@router.get("/apps", responses=documented_list(AppOut, "Every app"), tags=["apps"])
 def list_apps(request: Request, _who: Operator, _range: RangeHeader = None) -> Response:
     """Every app, by name."""
     url = base_url(request)
     return listed(request, [app_resource(a, url) for a in ctx_of(request).service.list_apps()])
 
 
-@router.get("/users/{user}/apps", responses=_many(AppOut, "The user's apps"), tags=["apps"])
+@router.get(
+    "/users/{user}/apps", responses=documented_list(AppOut, "The user's apps"), tags=["apps"]
+)
 def list_user_apps(
     request: Request, user: str, _who: Operator, _range: RangeHeader = None
 ) -> Response:
@@ -135,13 +133,13 @@ def list_user_apps(
     return listed(request, [app_resource(a, url) for a in ctx_of(request).service.list_apps()])
 
 
-@router.get("/apps/{app}", responses=_one(AppOut, "The app"), tags=["apps"])
+@router.get("/apps/{app}", responses=documented_one(AppOut, "The app"), tags=["apps"])
 def get_app(request: Request, app: str, _who: Operator) -> Response:
     """One app by id or name."""
     return json_response(app_resource(ctx_of(request).service.get_app(app), base_url(request)))
 
 
-@router.patch("/apps/{app}", responses=_one(AppOut, "The app"), tags=["apps"])
+@router.patch("/apps/{app}", responses=documented_one(AppOut, "The app"), tags=["apps"])
 def update_app(request: Request, app: str, who: Operator, body: AppUpdate) -> Response:
     """Rename an app."""
     ctx = ctx_of(request)
@@ -152,7 +150,7 @@ def update_app(request: Request, app: str, who: Operator, body: AppUpdate) -> Re
     return json_response(app_resource(current, base_url(request)))
 
 
-@router.delete("/apps/{app}", responses=_one(AppOut, "The deleted app"), tags=["apps"])
+@router.delete("/apps/{app}", responses=documented_one(AppOut, "The deleted app"), tags=["apps"])
 def delete_app(
     request: Request, app: str, who: Operator, body: Annotated[AppDelete | None, Body()] = None
 ) -> Response:
@@ -204,7 +202,7 @@ def create_addon(request: Request, app: str, who: Operator, body: AddonCreate) -
     return json_response(view, 201)
 
 
-@router.get("/addons", responses=_many(AddonOut, "Every add-on"), tags=["add-ons"])
+@router.get("/addons", responses=documented_list(AddonOut, "Every add-on"), tags=["add-ons"])
 def list_all_addons(request: Request, _who: Operator, _range: RangeHeader = None) -> Response:
     """Every add-on."""
     ctx = ctx_of(request)
@@ -213,7 +211,7 @@ def list_all_addons(request: Request, _who: Operator, _range: RangeHeader = None
 
 @router.get(
     "/apps/{app}/addons",
-    responses=_many(AddonOut, "Add-ons billed to or attached to the app"),
+    responses=documented_list(AddonOut, "Add-ons billed to or attached to the app"),
     tags=["add-ons"],
 )
 def list_app_addons(
@@ -224,7 +222,7 @@ def list_app_addons(
     return listed(request, addon_views(ctx, ctx.service.list_addons(app)))
 
 
-@router.get("/addons/{addon}", responses=_one(AddonOut, "The add-on"), tags=["add-ons"])
+@router.get("/addons/{addon}", responses=documented_one(AddonOut, "The add-on"), tags=["add-ons"])
 def get_addon(request: Request, addon: str, _who: Operator) -> Response:
     """One add-on by id or name, with its current fingerprints."""
     ctx = ctx_of(request)
@@ -233,7 +231,9 @@ def get_addon(request: Request, addon: str, _who: Operator) -> Response:
     )
 
 
-@router.get("/apps/{app}/addons/{addon}", responses=_one(AddonOut, "The add-on"), tags=["add-ons"])
+@router.get(
+    "/apps/{app}/addons/{addon}", responses=documented_one(AddonOut, "The add-on"), tags=["add-ons"]
+)
 def get_app_addon(request: Request, app: str, addon: str, _who: Operator) -> Response:
     """One add-on by id, name, or attachment name on ``app``."""
     ctx = ctx_of(request)
@@ -242,7 +242,9 @@ def get_app_addon(request: Request, app: str, addon: str, _who: Operator) -> Res
 
 
 @router.delete(
-    "/apps/{app}/addons/{addon}", responses=_one(AddonOut, "Deprovisioned"), tags=["add-ons"]
+    "/apps/{app}/addons/{addon}",
+    responses=documented_one(AddonOut, "Deprovisioned"),
+    tags=["add-ons"],
 )
 def delete_addon(
     request: Request,
@@ -264,7 +266,7 @@ def delete_addon(
 
 @router.post(
     "/actions/addons/resolve",
-    responses=_many(AddonOut, "Matching add-ons"),
+    responses=documented_list(AddonOut, "Matching add-ons"),
     tags=["add-ons"],
 )
 def resolve_addon(request: Request, _who: Operator, body: ResolveAddon) -> Response:
@@ -317,7 +319,7 @@ def create_attachment(request: Request, who: Operator, body: AttachmentCreate) -
 
 @router.get(
     "/addon-attachments",
-    responses=_many(AttachmentOut, "Every attachment"),
+    responses=documented_list(AttachmentOut, "Every attachment"),
     tags=["add-on attachments"],
 )
 def list_attachments(request: Request, _who: Operator, _range: RangeHeader = None) -> Response:
@@ -328,7 +330,7 @@ def list_attachments(request: Request, _who: Operator, _range: RangeHeader = Non
 
 @router.get(
     "/addon-attachments/{attachment}",
-    responses=_one(AttachmentOut, "The attachment"),
+    responses=documented_one(AttachmentOut, "The attachment"),
     tags=["add-on attachments"],
 )
 def get_attachment(request: Request, attachment: str, _who: Operator) -> Response:
@@ -339,7 +341,7 @@ def get_attachment(request: Request, attachment: str, _who: Operator) -> Respons
 
 @router.get(
     "/apps/{app}/addon-attachments",
-    responses=_many(AttachmentOut, "The app's attachments"),
+    responses=documented_list(AttachmentOut, "The app's attachments"),
     tags=["add-on attachments"],
 )
 def list_app_attachments(
@@ -352,7 +354,7 @@ def list_app_attachments(
 
 @router.get(
     "/apps/{app}/addon-attachments/{attachment}",
-    responses=_one(AttachmentOut, "The attachment"),
+    responses=documented_one(AttachmentOut, "The attachment"),
     tags=["add-on attachments"],
 )
 def get_app_attachment(request: Request, app: str, attachment: str, _who: Operator) -> Response:
@@ -364,7 +366,7 @@ def get_app_attachment(request: Request, app: str, attachment: str, _who: Operat
 
 @router.get(
     "/addons/{addon}/addon-attachments",
-    responses=_many(AttachmentOut, "The add-on's attachments"),
+    responses=documented_list(AttachmentOut, "The add-on's attachments"),
     tags=["add-on attachments"],
 )
 def list_addon_attachments(
@@ -377,7 +379,7 @@ def list_addon_attachments(
 
 @router.delete(
     "/addon-attachments/{attachment}",
-    responses=_one(AttachmentOut, "Detached"),
+    responses=documented_one(AttachmentOut, "Detached"),
     tags=["add-on attachments"],
 )
 def delete_attachment(request: Request, attachment: str, who: Operator) -> Response:
@@ -415,7 +417,9 @@ async def get_config_vars(
 
 
 @router.patch(
-    "/apps/{app}/config-vars", responses=_one(dict[str, str], "Config vars"), tags=["config vars"]
+    "/apps/{app}/config-vars",
+    responses=documented_one(dict[str, str], "Config vars"),
+    tags=["config vars"],
 )
 def update_config_vars(
     request: Request,
@@ -433,7 +437,9 @@ def update_config_vars(
 # --------------------------------------------------------------------- releases
 
 
-@router.get("/apps/{app}/releases", responses=_many(ReleaseOut, "Releases"), tags=["releases"])
+@router.get(
+    "/apps/{app}/releases", responses=documented_list(ReleaseOut, "Releases"), tags=["releases"]
+)
 def list_releases(
     request: Request, app: str, _who: Operator, _range: RangeHeader = None
 ) -> Response:
@@ -470,7 +476,9 @@ def list_releases(
 
 
 @router.get(
-    "/apps/{app}/releases/{release}", responses=_one(ReleaseOut, "The release"), tags=["releases"]
+    "/apps/{app}/releases/{release}",
+    responses=documented_one(ReleaseOut, "The release"),
+    tags=["releases"],
 )
 def get_release(request: Request, app: str, release: str, _who: Operator) -> Response:
     """One release by version (``3`` or ``v3``) or id."""
