@@ -207,6 +207,35 @@ def test_from_server_reads_the_var_and_refreshes_conditionally(
     assert ring.current == new
 
 
+class _ClosingTransport(httpx.BaseTransport):
+    """Delegates to another transport and records whether the client closed it."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.closed = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_from_server_closes_its_connection_when_closed_or_failed(
+    fake: FakeSecureKeyServer,
+) -> None:
+    """close() (or leaving a with block) releases the HTTP client; so does a failed start."""
+    transport = _ClosingTransport(fake.sync_transport())
+    with KeyRing.from_server(fake.url, fake.app, fake.token, transport=transport) as ring:
+        assert ring.current == fake.pair()
+        assert not transport.closed
+    assert transport.closed
+    failing = _ClosingTransport(fake.sync_transport())
+    with pytest.raises(NotFoundError):
+        KeyRing.from_server(fake.url, fake.app, fake.token, var="NOPE_KEY", transport=failing)
+    assert failing.closed
+
+
 def test_from_server_reports_a_missing_var_by_name(fake: FakeSecureKeyServer) -> None:
     """Asking for a var the app does not have is NotFoundError naming the var."""
     with pytest.raises(NotFoundError, match="OTHER_KEY"):

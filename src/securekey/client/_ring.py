@@ -17,7 +17,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import httpx
 
@@ -253,10 +254,14 @@ class KeyRing:
         No background work: for live updates use ``WatchedKeyRing`` / ``AsyncWatchedKeyRing``.
         """
         fetcher = _HttpFetcher(Endpoint(url, app, token), var, transport, timeout)
-        pair = fetcher.fetch()
-        if pair is None:  # pragma: no cover - an unconditional GET always answers a body
-            raise NotFoundError("config_var", var)
-        return cls(pair, fetcher=fetcher, **kwargs)
+        try:
+            pair = fetcher.fetch()
+            if pair is None:  # pragma: no cover - an unconditional GET always answers a body
+                raise NotFoundError("config_var", var)
+            return cls(pair, fetcher=fetcher, **kwargs)
+        except BaseException:
+            fetcher.close()
+            raise
 
     # -- reading --------------------------------------------------------------------------
 
@@ -387,6 +392,23 @@ class KeyRing:
         if self._fetcher is not None:
             self._refresher.run_background()
 
+    def close(self) -> None:
+        """Release the HTTP connections of a ring made by ``from_server`` (else nothing)."""
+        closer = getattr(self._fetcher, "close", None)
+        if callable(closer):
+            closer()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         latest, previous = self._pair.fingerprints
         return f"{type(self).__name__}(latest={latest!r}, previous={previous!r})"
@@ -421,6 +443,9 @@ class _HttpFetcher:
 
     async def afetch(self) -> KeyPair | None:
         return await asyncio.to_thread(self.fetch)
+
+    def close(self) -> None:
+        self._client.close()
 
 
 class _FileFetcher:
