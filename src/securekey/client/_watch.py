@@ -384,17 +384,6 @@ class WatchedKeyRing(_WatchedMixin):
             self._thread.submit(_stop_watching(self._task, self._watcher)).result(5)
         self._thread.stop()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 class AsyncWatchedKeyRing(_WatchedMixin):
     """A key ring kept current by a task in the caller's event loop.
