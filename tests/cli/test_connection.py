@@ -133,3 +133,25 @@ def test_login_reads_the_token_from_stdin(server: Server, bare_cli: Cli) -> None
     result = bare_cli("login", "--url", server.url, stdin=server.token + "\n")
     assert result.code == 0, result.err
     assert bare_cli("apps").code == 0
+
+
+def test_login_takes_the_token_from_stdin_or_a_file_never_argv(
+    server: Server, bare_cli: Cli, tmp_path: Path
+) -> None:
+    """``--token -`` and ``--token-file`` log in without the token in argv; help says so."""
+    piped = bare_cli("login", "--url", server.url, "--token", "-", stdin=server.token + "\n")
+    assert piped.code == 0, piped.err
+    assert bare_cli("apps").code == 0
+    assert bare_cli("logout").code == 0
+    token_file = tmp_path / "operator-token"
+    token_file.write_text(server.token + "\n")
+    from_file = bare_cli("login", "--url", server.url, "--token-file", str(token_file))
+    assert from_file.code == 0, from_file.err
+    assert bare_cli("apps").code == 0
+    missing = bare_cli("login", "--url", server.url, "--token-file", str(tmp_path / "nope"))
+    one_clear_line(missing, "Cannot read the token file")
+    both = bare_cli("login", "--url", server.url, "--token", "-", "--token-file", str(token_file))
+    one_clear_line(both, "not both")
+    helps = " ".join((bare_cli("login", "--help").out + bare_cli("run", "--help").out).split())
+    assert "--token-file" in helps
+    assert "shows in `ps`" in helps

@@ -13,7 +13,10 @@ from types import FrameType
 
 
 def main() -> None:
-    """Log START with SECURE_KEY, then wait; TERM exits 0, INT exits 7, HUP is logged."""
+    """Log START with SECURE_KEY and TOKEN with SECUREKEY_TOKEN ("-" if unset), then wait.
+
+    TERM exits 0, INT exits 7, HUP is logged.
+    """
     log = sys.argv[1]
     mode = sys.argv[2] if len(sys.argv) > 2 else "normal"
 
@@ -39,6 +42,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, on_int)
     signal.signal(signal.SIGHUP, on_hup)
     write("START " + os.environ.get("SECURE_KEY", "-"))
+    write("TOKEN " + os.environ.get("SECUREKEY_TOKEN", "-"))
     while True:
         time.sleep(3600)
 

@@ -59,16 +59,33 @@ def start_run(tmp_path: Path, live: Served, fake: FakeSecureKeyServer) -> Iterat
     """Start ``securekey run`` (as ``python -m``) with extra options, the child and its mode."""
     runs: list[Run] = []
 
-    def start(*options: str, mode: str = "normal", token: str | None = None) -> Run:
+    def start(
+        *options: str,
+        mode: str = "normal",
+        token: str | None = None,
+        token_args: tuple[str, ...] | None = None,
+        env: dict[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> Run:
         log = tmp_path / f"child-{len(runs)}.log"
         errors = tmp_path / f"run-{len(runs)}.err"
+        given = ("--token", token or fake.token) if token_args is None else token_args
         argv = [
             sys.executable, "-m", "securekey.client._run",
-            "-a", fake.app, "--url", live.url, "--token", token or fake.token,
+            "-a", fake.app, "--url", live.url, *given,
             *options, "--", sys.executable, CHILD, str(log), mode,
         ]  # fmt: skip
         with errors.open("wb") as err:
-            process = subprocess.Popen(argv, stderr=err)
+            process = subprocess.Popen(
+                argv,
+                stderr=err,
+                env=env,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            )
+            if stdin is not None:
+                assert process.stdin is not None
+                process.stdin.write(stdin)
+                process.stdin.close()
         run = Run(process, log, errors)
         runs.append(run)
         return run
@@ -236,3 +253,48 @@ def test_url_and_token_default_from_the_environment(
     monkeypatch.setenv("SECUREKEY_TOKEN", fake.token)
     out = io.StringIO()
     assert run_main(["-a", fake.app, "--", sys.executable, "-c", "pass"], out=out) == 0
+
+
+def _child_token(run: Run) -> str:
+    """The SECUREKEY_TOKEN the first child saw ("-" when it had none)."""
+    wait_until(lambda: any(w.startswith("TOKEN ") for _, w in run.lines()), 15, "the child")
+    return next(w[6:] for _, w in run.lines() if w.startswith("TOKEN "))
+
+
+def test_run_does_not_pass_the_token_to_the_command_unless_asked(
+    start_run: object, fake: FakeSecureKeyServer
+) -> None:
+    """The token run used (from the env here) is kept from CMD; --pass-token hands it over."""
+    env = {**os.environ, "SECUREKEY_TOKEN": fake.token}
+    quiet: Run = start_run(token_args=(), env=env)  # type: ignore[operator]
+    assert _child_token(quiet) == "-"
+    assert quiet.stop() == 0
+    passed: Run = start_run("--pass-token", token_args=(), env=env)  # type: ignore[operator]
+    assert _child_token(passed) == fake.token
+    assert passed.stop() == 0
+
+
+def test_run_reads_the_token_from_a_file_or_stdin(
+    start_run: object, fake: FakeSecureKeyServer, tmp_path: Path
+) -> None:
+    """--token-file PATH and --token - keep the token out of argv; a wrong file says so."""
+    env = {k: v for k, v in os.environ.items() if k != "SECUREKEY_TOKEN"}
+    token_file = tmp_path / "token"
+    token_file.write_text(fake.token + "\n")
+    from_file: Run = start_run(  # type: ignore[operator]
+        "--pass-token", token_args=("--token-file", str(token_file)), env=env
+    )
+    assert _child_token(from_file) == fake.token
+    assert fake.token not in " ".join(from_file.process.args)  # type: ignore[arg-type]
+    assert from_file.stop() == 0
+    from_stdin: Run = start_run(  # type: ignore[operator]
+        token_args=("--token", "-"), env=env, stdin=fake.token.encode() + b"\n"
+    )
+    wait_until(lambda: len(from_stdin.starts()) == 1, 15, "the child")
+    assert _child_token(from_stdin) == "-"
+    assert from_stdin.stop() == 0
+    missing: Run = start_run(  # type: ignore[operator]
+        token_args=("--token-file", str(tmp_path / "nope")), env=env
+    )
+    assert missing.process.wait(15) == 2
+    assert "cannot read --token-file" in missing.errors()

@@ -401,6 +401,7 @@ def _supervised(app: str, token: str, seed: Seed, module: str) -> list[str]:
         seed.server.url,
         "--token",
         token,
+        "--pass-token",  # the services fetch their own ring with it (SECUREKEY_KEY_SOURCE)
         "--splay",
         str(RESTART_SPLAY),
         "--grace",

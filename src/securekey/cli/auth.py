@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,9 @@ from securekey.cli.errors import ApiError, CliError
 from securekey.cli.session import Credentials, credentials_path, forget, resolve, save
 
 __all__ = ["register"]
+
+#: ``--token -``: read the token from stdin.
+STDIN = "-"
 
 
 def login(
@@ -25,7 +29,18 @@ def login(
         typer.Option(
             "--token",
             metavar="TOKEN",
-            help="Operator token (asked for, or read from stdin, when omitted).",
+            help=(
+                "Operator token, or - to read it from stdin. A token typed here shows in "
+                "`ps` and shell history: prefer -, --token-file, or the prompt (when omitted)."
+            ),
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            metavar="PATH",
+            help="Read the operator token from this file (its first line).",
         ),
     ] = None,
 ) -> None:
@@ -39,19 +54,29 @@ def login(
       $ securekey login --url http://127.0.0.1:5000 --token sko_…
       Logged in to http://127.0.0.1:5000 as operator@securekey.local
     \b
-      $ printenv OPERATOR_TOKEN | securekey login --url http://127.0.0.1:5000
+      $ printenv OPERATOR_TOKEN | securekey login --url http://127.0.0.1:5000 --token -
+      $ securekey login --url http://127.0.0.1:5000 --token-file /run/secrets/securekey
     """
     cli = use(ctx)
     out = cli.out
     server = (url or resolve(cli.env).url).rstrip("/")
-    if token is None:
+    if token is not None and token_file is not None:
+        raise CliError("Pass --token or --token-file, not both.")
+    if token_file is not None:
+        token = _read_token_file(token_file)
+    elif token == STDIN:
+        token = out.ask("") or ""
+    elif token is None:
         if out.stdin_is_terminal():
             token = getpass.getpass("Operator token: ")
         else:
             token = out.ask("") or ""
     token = token.strip()
     if not token:
-        raise CliError("No token given: pass --token, or type the one `securekey server` printed.")
+        raise CliError(
+            "No token given: pass --token - (stdin) or --token-file PATH, or type the one "
+            "`securekey server` printed."
+        )
     from securekey.cli.api import ApiClient
 
     check = ApiClient(Credentials(server, token, "--url", "--token"))
@@ -75,6 +100,19 @@ def login(
     save(path, server, token)
     out.say("Logged in to ", server, " as ", str(account.get("email", "operator")))
     out.tell(f"Saved to {path} (readable by you only).")
+
+
+def _read_token_file(path: Path) -> str:
+    """The first line of ``path``; a clear error (never its content) when it cannot be used."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            first = handle.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise CliError(f"Cannot read the token file {path}: {reason}.") from None
+    if not first:
+        raise CliError(f"The token file {path} is empty.")
+    return first
 
 
 def logout(ctx: typer.Context) -> None:

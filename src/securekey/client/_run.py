@@ -32,6 +32,9 @@ __all__ = ["run_main"]
 PROG = "securekey run"
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _STOPPING = (signal.SIGTERM, signal.SIGINT)
+#: ``--token -``: read the token from stdin.
+STDIN = "-"
+TOKEN_VAR = "SECUREKEY_TOKEN"  # noqa: S105 - the variable's name, not a token
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +48,25 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: securekey run -a service-2 -- gunicorn app:app",
     )
     parser.add_argument("-a", "--app", required=True, help="the app whose config vars to use")
-    parser.add_argument("--token", help="an app token (default: $SECUREKEY_TOKEN)")
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help=(
+            "an app token, or - to read it from stdin (one line); default: $SECUREKEY_TOKEN. "
+            "A token written here shows in `ps`: prefer the variable, - or --token-file"
+        ),
+    )
+    parser.add_argument(
+        "--token-file", metavar="PATH", help="read the app token from this file (first line)"
+    )
+    parser.add_argument(
+        "--pass-token",
+        action="store_true",
+        help=(
+            "give CMD the token as SECUREKEY_TOKEN (by default CMD never sees it, whether it "
+            "came from --token, --token-file or the environment)"
+        ),
+    )
     parser.add_argument("--url", help="the securekey server (default: $SECUREKEY_URL)")
     parser.add_argument(
         "--grace",
@@ -94,10 +115,15 @@ class _Supervisor:
         restart: bool,
         env_file: str | None,
         out: TextIO,
+        token: str | None = None,
     ) -> None:
         self.command = list(command)
         self.snapshot = snapshot
-        self.base_env = dict(base_env)
+        # The child gets the token only when asked (--pass-token): a child that needs no
+        # token cannot leak it, e.g. through an error page that dumps its environment.
+        self.base_env = {k: v for k, v in base_env.items() if k != TOKEN_VAR}
+        if token is not None:
+            self.base_env[TOKEN_VAR] = token
         self.grace, self.splay, self.restart, self.env_file = grace, splay, restart, env_file
         self.out = out
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -222,6 +248,34 @@ def _split(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     return list(argv), None
 
 
+def _read_line(fd: int) -> str:
+    """One line from ``fd``, read a byte at a time so nothing after it is taken from CMD."""
+    data = bytearray()
+    while len(data) < 4096:
+        chunk = os.read(fd, 1)
+        if not chunk or chunk == b"\n":
+            break
+        data += chunk
+    return data.decode("utf-8", "replace").strip()
+
+
+def _token(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(the token, a problem): from --token (or - for stdin), --token-file, or the env."""
+    if args.token is not None and args.token_file is not None:
+        return None, "pass --token or --token-file, not both"
+    if args.token_file is not None:
+        try:
+            with open(args.token_file, encoding="utf-8") as handle:
+                first = handle.readline().strip()
+        except OSError as exc:
+            return None, f"cannot read --token-file {args.token_file}: {exc.strerror or exc}"
+        return (first, None) if first else (None, f"--token-file {args.token_file} is empty")
+    if args.token == STDIN:
+        line = _read_line(sys.stdin.fileno())
+        return (line, None) if line else (None, "--token -: nothing on stdin")
+    return args.token or os.environ.get(TOKEN_VAR), None
+
+
 def run_main(argv: list[str], *, out: TextIO | None = None) -> int:
     """``securekey run`` with ``argv`` (without the program name); returns the exit status."""
     err = out or sys.stderr
@@ -237,13 +291,15 @@ def run_main(argv: list[str], *, out: TextIO | None = None) -> int:
         _say("put the whole command after --", err)
         return 2
     url = args.url or os.environ.get("SECUREKEY_URL")
-    token = args.token or os.environ.get("SECUREKEY_TOKEN")
+    token, token_problem = _token(args)
     problem = (
-        "no command given (put it after --)"
+        token_problem
+        if token_problem
+        else "no command given (put it after --)"
         if not command
         else "no server URL: pass --url or set SECUREKEY_URL"
         if not url
-        else "no token: pass --token or set SECUREKEY_TOKEN"
+        else "no token: set SECUREKEY_TOKEN, or pass --token-file PATH or --token -"
         if not token
         else "--no-restart needs --env-file"
         if args.no_restart and not args.env_file
@@ -285,6 +341,7 @@ def run_main(argv: list[str], *, out: TextIO | None = None) -> int:
         restart=not args.no_restart,
         env_file=args.env_file,
         out=err,
+        token=token if args.pass_token else None,
     )
     task: asyncio.Task[None] | None = None
     previous: dict[int, Any] = {}
