@@ -21,7 +21,7 @@ from securekey.client import (
     Verifier,
 )
 from tests.client.apps import echo_asgi, echo_wsgi
-from tests.client.conftest import Served, serve
+from tests.client.conftest import Served, serve, wait_until
 
 
 class Counting:
@@ -41,8 +41,10 @@ def _pairs() -> tuple[KeyPair, KeyPair, KeyPair]:
     return p1, p2, p2.rotated()
 
 
-def _async_client(server: StaticKeyRing, auth: SecureKeyAuth) -> tuple[httpx.AsyncClient, Counting]:
-    app = Counting(SecureKeyMiddleware(echo_asgi, server))
+def _async_client(
+    server: StaticKeyRing, auth: SecureKeyAuth, **options: Any
+) -> tuple[httpx.AsyncClient, Counting]:
+    app = Counting(SecureKeyMiddleware(echo_asgi, server, **options))
     transport = httpx.ASGITransport(app)
     return httpx.AsyncClient(transport=transport, base_url="http://s", auth=auth), app
 
@@ -62,13 +64,13 @@ def test_httpx_presents_latest_as_a_bearer_key() -> None:
 
 
 def test_httpx_adopts_latest_handed_over_for_previous() -> None:
-    """A client behind by one rotation is accepted, handed LATEST, and uses it next time."""
+    """With handover="key", a client one rotation behind is handed LATEST and uses it next."""
     p1, p2, p3 = _pairs()
     client_ring, server_ring = StaticKeyRing(p1), StaticKeyRing(p2)
     auth = SecureKeyAuth(client_ring)
 
     async def main() -> None:
-        client, _ = _async_client(server_ring, auth)
+        client, _ = _async_client(server_ring, auth, handover="key")
         async with client:
             first = await client.get("/")
             assert first.json()["slot"] == "previous"
@@ -133,7 +135,7 @@ def test_httpx_signed_mode_signs_and_sends_no_key() -> None:
 
 
 def test_httpx_signed_mode_refreshes_when_told_of_a_newer_key() -> None:
-    """A signer using PREVIOUS gets Securekey-Latest-Keyid and refreshes its ring."""
+    """A signer using PREVIOUS gets the LATEST fingerprint (both names) and refreshes."""
     p1, p2, _ = _pairs()
     client_ring, server_ring = StaticKeyRing(p1), StaticKeyRing(p2)
     client_ring.stage(p2)
@@ -146,6 +148,7 @@ def test_httpx_signed_mode_refreshes_when_told_of_a_newer_key() -> None:
             response = await client.get("/")
         assert response.json()["slot"] == "previous"
         assert response.headers["securekey-latest-keyid"] == p2.latest.fingerprint
+        assert response.headers["securekey-latest-fingerprint"] == p2.latest.fingerprint
 
     asyncio.run(main())
     assert changed.wait(5)
@@ -185,12 +188,13 @@ def test_httpx_custom_header_carries_the_bare_key() -> None:
 
 
 def test_httpx_sync_client_adopts_and_retries_through_wsgi() -> None:
-    """The same handshake works with a plain httpx.Client in front of WSGI middleware."""
+    """The same handshake (key handover) works with a plain httpx.Client in front of WSGI."""
     p1, p2, p3 = _pairs()
     server_ring = StaticKeyRing(p2)
     client_ring = StaticKeyRing(p1)
     auth = SecureKeyAuth(client_ring)
-    transport = httpx.WSGITransport(SecureKeyWSGIMiddleware(echo_wsgi, server_ring))
+    wsgi = SecureKeyWSGIMiddleware(echo_wsgi, server_ring, handover="key")
+    transport = httpx.WSGITransport(wsgi)
     with httpx.Client(transport=transport, base_url="http://s", auth=auth) as client:
         assert client.get("/").json()["slot"] == "previous"
         assert client.get("/").json()["slot"] == "latest"
@@ -349,15 +353,18 @@ def test_requests_auth_signs_bodies_and_refuses_streams() -> None:
 
 
 def test_requests_against_a_real_server() -> None:
-    """With requests installed, the handshake works over a real socket."""
+    """With requests installed, the handshake (hint, then refresh) works over a real socket."""
     requests = pytest.importorskip("requests")
     p1, p2, p3 = _pairs()
     server_ring, client_ring = StaticKeyRing(p2), StaticKeyRing(p1)
+    client_ring.stage(p2)  # what this service's own refresh from the server will find
     served: Served = serve(SecureKeyMiddleware(echo_asgi, server_ring))
     try:
         auth = SecureKeyRequestsAuth(client_ring)
         first = requests.get(served.url + "/", auth=auth, timeout=5)
         assert first.json()["slot"] == "previous"
+        assert "securekey-latest-key" not in first.headers
+        wait_until(lambda: client_ring.current == p2, 5, "the hinted refresh")
         second = requests.get(served.url + "/", auth=auth, timeout=5)
         assert second.json()["slot"] == "latest"
         p4 = p3.rotated()

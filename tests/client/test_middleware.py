@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import httpx
 import pytest
 
 from securekey.client import (
+    HandoverStats,
+    Key,
+    KeyPair,
     KeyRing,
     SecureKeyMiddleware,
     SecureKeyWSGIMiddleware,
@@ -61,19 +65,133 @@ def test_asgi_passes_latest_without_a_handover() -> None:
     asyncio.run(main())
 
 
-def test_asgi_hands_latest_to_a_client_presenting_previous() -> None:
-    """PREVIOUS is answered normally plus Securekey-Latest-Key: LATEST, never cached."""
+def test_asgi_hints_latest_to_a_client_presenting_previous() -> None:
+    """PREVIOUS is answered normally plus LATEST's fingerprint (a hint), never the key."""
 
     async def main() -> None:
         ring = StaticKeyRing()
-        async with _asgi(ring) as client:
+        stats = HandoverStats()
+        async with _asgi(ring, stats=stats) as client:
             response = await client.get("/orders", headers=_bearer(ring.current.previous.hex))
         assert response.status_code == 200
         assert response.json()["slot"] == "previous"
-        assert response.headers["securekey-latest-key"] == ring.current.latest.hex
-        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["securekey-latest-fingerprint"] == ring.latest.fingerprint
+        assert "securekey-latest-key" not in response.headers
+        assert ring.latest.hex not in str(response.headers)
+        assert stats.as_dict() == {"hints": 1, "keys": 0, "keys_declined": 0}
 
     asyncio.run(main())
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _attack(ring: KeyRing, mode: str, **options: Any) -> list[tuple[int, bool]]:
+    """A thief holds LATEST, then 5 rotations; each time it calls, adopting any handed key.
+
+    Returns (status, whether a key was handed over) per rotation.
+    """
+    held = ring.latest
+    seen: list[tuple[int, bool]] = []
+
+    async def main() -> None:
+        nonlocal held
+        async with _asgi(ring, **options) as client:
+            for _ in range(5):
+                ring.swap(ring.current.rotated())
+                if mode == "signed":
+                    headers = {"Securekey-Signature": sign_request(held, "GET", "/", b"")}
+                else:
+                    headers = _bearer(held.hex)
+                response = await client.get("/", headers=headers)
+                handed = response.headers.get("securekey-latest-key")
+                if handed:
+                    held = Key(handed)
+                seen.append((response.status_code, handed is not None))
+
+    asyncio.run(main())
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["bearer", "signed"])
+def test_leaked_key_is_not_renewed_by_handshake(mode: str) -> None:
+    """A leaked LATEST passes once as PREVIOUS, earns no key, and is refused from then on.
+
+    The seed's handshake handed LATEST to anyone presenting PREVIOUS, so a thief who took a key
+    once stayed current through every rotation. By default only the fingerprint is handed.
+    """
+    seen = _attack(KeyRing(KeyPair.fresh()), mode)
+    assert seen == [(200, False), (401, False), (401, False), (401, False), (401, False)]
+
+
+def test_key_handover_after_its_window_does_not_renew_a_leaked_key() -> None:
+    """With handover="key", a key two rotations old is refused once the window has passed."""
+    clock = Clock()
+    ring = KeyRing(KeyPair.fresh(), monotonic=clock)
+    leaked = ring.latest
+    stats = HandoverStats()
+
+    async def main() -> None:
+        async with _asgi(ring, handover="key", handover_window=60, stats=stats) as client:
+            ring.swap(ring.current.rotated())
+            clock.now += 61  # the window after the change has passed
+            late = await client.get("/", headers=_bearer(leaked.hex))
+            assert late.status_code == 200
+            assert "securekey-latest-key" not in late.headers
+            assert late.headers["securekey-latest-fingerprint"] == ring.latest.fingerprint
+            ring.swap(ring.current.rotated())
+            clock.now += 61
+            refused = await client.get("/", headers=_bearer(leaked.hex))
+            assert refused.status_code == 401
+
+    asyncio.run(main())
+    assert stats.as_dict() == {"hints": 1, "keys": 0, "keys_declined": 1}
+
+
+def test_key_handover_within_its_window_is_counted_and_logged_without_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """handover="key" hands LATEST over within the window; each one is counted and logged."""
+    clock = Clock()
+    ring = KeyRing(KeyPair.fresh(), monotonic=clock)
+    stats = HandoverStats()
+    ring.swap(ring.current.rotated())
+    clock.now += 30
+    with (
+        caplog.at_level(logging.WARNING, logger="securekey.client"),
+        _wsgi(ring, handover="key", handover_window=60, stats=stats) as client,
+    ):
+        response = client.get("/", headers=_bearer(ring.current.previous.hex))
+    assert response.headers["securekey-latest-key"] == ring.latest.hex
+    assert response.headers["cache-control"] == "no-store"
+    assert stats.as_dict() == {"hints": 0, "keys": 1, "keys_declined": 0}
+    [record] = [r for r in caplog.records if "Handed LATEST" in r.getMessage()]
+    message = record.getMessage()
+    assert "127.0.0.1" in message
+    assert ring.latest.fingerprint in message
+    assert ring.latest.hex not in message
+    assert ring.current.previous.hex not in message
+
+
+def test_signed_requests_never_get_a_key_even_in_key_mode() -> None:
+    """Keys never travel in signed mode: handover="key" still answers a signer with a hint."""
+    seen = _attack(KeyRing(KeyPair.fresh()), "signed", handover="key")
+    assert seen == [(200, False), (401, False), (401, False), (401, False), (401, False)]
+
+
+def test_handover_options_are_checked() -> None:
+    """An unknown handover mode or a negative window is refused when the middleware is built."""
+    with pytest.raises(ValueError, match="handover"):
+        SecureKeyMiddleware(echo_asgi, StaticKeyRing(), handover="both")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="window"):
+        SecureKeyWSGIMiddleware(echo_wsgi, StaticKeyRing(), handover_window=-1)
 
 
 def test_asgi_checks_signed_requests_and_replays_the_body() -> None:
@@ -98,7 +216,7 @@ def test_asgi_checks_signed_requests_and_replays_the_body() -> None:
 
 
 def test_asgi_names_latest_by_fingerprint_to_a_previous_signer() -> None:
-    """A request signed with PREVIOUS gets Securekey-Latest-Keyid, never the key itself."""
+    """A request signed with PREVIOUS gets LATEST's fingerprint, never the key itself."""
 
     async def main() -> None:
         ring = StaticKeyRing()
@@ -107,6 +225,7 @@ def test_asgi_names_latest_by_fingerprint_to_a_previous_signer() -> None:
             response = await client.get("/", headers={"Securekey-Signature": header})
         assert response.status_code == 200
         assert response.headers["securekey-latest-keyid"] == ring.current.latest.fingerprint
+        assert response.headers["securekey-latest-fingerprint"] == ring.latest.fingerprint
         assert "securekey-latest-key" not in response.headers
 
     asyncio.run(main())
@@ -188,7 +307,7 @@ def test_middleware_needs_a_ring_or_a_verifier() -> None:
 
 
 def test_wsgi_refuses_and_passes_like_asgi() -> None:
-    """WSGI: no key is 401; LATEST passes; PREVIOUS passes with the handover header."""
+    """WSGI: no key is 401; LATEST passes; PREVIOUS passes with the hint header."""
     ring = StaticKeyRing()
     with _wsgi(ring) as client:
         refused = client.get("/")
@@ -199,7 +318,8 @@ def test_wsgi_refuses_and_passes_like_asgi() -> None:
         assert "securekey-latest-key" not in ok.headers
         old = client.get("/", headers=_bearer(ring.current.previous.hex))
         assert old.json()["slot"] == "previous"
-        assert old.headers["securekey-latest-key"] == ring.current.latest.hex
+        assert old.headers["securekey-latest-fingerprint"] == ring.latest.fingerprint
+        assert "securekey-latest-key" not in old.headers
 
 
 def test_wsgi_checks_signed_requests_and_keeps_the_body() -> None:

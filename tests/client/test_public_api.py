@@ -12,8 +12,10 @@ import securekey.client
 EXPECTED = {
     "ACCEPT",
     "DEFAULT_KEY_HEADER",
+    "LATEST_FINGERPRINT_HEADER",
     "LATEST_KEYID_HEADER",
     "LATEST_KEY_HEADER",
+    "RETRY_AFTER_HEADER",
     "SIGNATURE_HEADER",
     "AsyncWatchedKeyRing",
     "Backoff",
@@ -22,6 +24,8 @@ EXPECTED = {
     "ConfigWatcher",
     "FakeSecureKeyServer",
     "Fetcher",
+    "Handover",
+    "HandoverStats",
     "Key",
     "KeyPair",
     "KeyRing",
@@ -75,6 +79,8 @@ def test_header_names_are_the_documented_ones() -> None:
     assert securekey.client.DEFAULT_KEY_HEADER == "Authorization"
     assert securekey.client.LATEST_KEY_HEADER == "Securekey-Latest-Key"
     assert securekey.client.LATEST_KEYID_HEADER == "Securekey-Latest-Keyid"
+    assert securekey.client.LATEST_FINGERPRINT_HEADER == "Securekey-Latest-Fingerprint"
+    assert securekey.client.RETRY_AFTER_HEADER == "Securekey-Retry-After"
     assert securekey.client.SIGNATURE_HEADER == "Securekey-Signature"
 
 

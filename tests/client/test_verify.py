@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import pytest
 
@@ -186,15 +188,102 @@ def test_modes_limit_what_is_accepted() -> None:
 
 
 def test_async_verification_refreshes_without_blocking() -> None:
-    """averify finds a key learned by refresh, and many concurrent ones share the refresh."""
+    """averify: one of many concurrent requests waits for the refresh, the rest are told when."""
 
     async def main() -> None:
         ring = StaticKeyRing()
         rotated = ring.stage()
         verifier = _verifier(ring)
         headers = {"Authorization": f"Bearer {rotated.latest.hex}"}
-        results = await asyncio.gather(*(verifier.averify("GET", "/", headers) for _ in range(20)))
-        assert {r.slot for r in results} == {"latest"}
+        results = await asyncio.gather(
+            *(verifier.averify("GET", "/", headers) for _ in range(20)), return_exceptions=True
+        )
+        accepted = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, VerificationError)]
+        assert [r.slot for r in accepted] == ["latest"]
+        assert len(refused) == 19
+        assert all(r.reason == "unknown_key" and r.retry_after is not None for r in refused)
+        assert ring.refreshes == 1
+        again = await verifier.averify("GET", "/", headers)  # what the client does after
+        assert again.slot == "latest"
         assert ring.refreshes == 1
 
     asyncio.run(main())
+
+
+class _Gated:
+    """A fetcher that finds nothing new, blocking each fetch until ``gate`` opens."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate, self.calls = gate, 0
+
+    def fetch(self) -> KeyPair | None:
+        self.calls += 1
+        self.gate.wait(30)
+        return None
+
+    async def afetch(self) -> KeyPair | None:  # pragma: no cover - the sync path is tested
+        return self.fetch()
+
+
+def _verify_in_threads(verifier: Verifier, headers: dict[str, str], n: int) -> list[float]:
+    """Run ``n`` refused verifications at once in real threads; each one's duration."""
+    durations: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(n)
+
+    def one() -> None:
+        start.wait(10)
+        began = time.monotonic()
+        with pytest.raises(VerificationError):
+            verifier.verify("GET", "/", headers)
+        with lock:
+            durations.append(time.monotonic() - began)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert len(durations) == n
+    return durations
+
+
+def test_unknown_key_is_refused_at_once_when_a_refresh_is_not_allowed_yet() -> None:
+    """Right after a refresh, 8 worker threads presenting unknown keys are all refused fast.
+
+    They used to sit out ``min_refresh_interval`` (5 s here) waiting for the next allowed
+    refresh, so a few such requests a second held every WSGI thread.
+    """
+    ring = KeyRing(KeyPair.fresh(), fetcher=_Gated(threading.Event()), min_refresh_interval=5)
+    ring._fetcher.gate.set()  # type: ignore[union-attr]
+    verifier = _verifier(ring)
+    headers = {"Authorization": f"Bearer {KeyPair.fresh().latest.hex}"}
+    assert _refused(verifier, headers) == "unknown_key"  # this one ran the refresh
+    durations = _verify_in_threads(verifier, headers, 8)
+    assert max(durations) < 2.0, durations  # generous: the machine is loaded
+    with pytest.raises(VerificationError) as caught:
+        verifier.verify("GET", "/", headers)
+    assert caught.value.retry_after is not None
+    assert 0 < caught.value.retry_after <= 10
+
+
+def test_at_most_one_request_waits_per_refresh_and_only_for_a_bounded_time() -> None:
+    """While one request waits for a stuck fetch, the others are refused at once; its wait ends.
+
+    8 real threads present an unknown key while the fetch hangs: exactly one waits, and only
+    for ``refresh_timeout``; the other 7 return while the fetch is still stuck.
+    """
+    gate = threading.Event()
+    fetcher = _Gated(gate)
+    ring = KeyRing(KeyPair.fresh(), fetcher=fetcher, min_refresh_interval=0, refresh_timeout=3)
+    verifier = _verifier(ring)
+    headers = {"Authorization": f"Bearer {KeyPair.fresh().latest.hex}"}
+    try:
+        durations = sorted(_verify_in_threads(verifier, headers, 8))
+    finally:
+        gate.set()
+    assert max(durations[:7]) < 2.0, durations
+    assert 2.5 <= durations[7] < 10, durations  # the one that waited, for refresh_timeout
+    assert fetcher.calls <= 2  # the stuck fetch, and at most the one queued behind it

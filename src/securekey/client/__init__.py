@@ -12,8 +12,12 @@ from securekey.client._errors import Reason, ServerUnavailableError, Verificatio
 from securekey.client._fake import FakeSecureKeyServer
 from securekey.client._frameworks import django_settings, flask_config, itsdangerous_keys
 from securekey.client._middleware import (
+    LATEST_FINGERPRINT_HEADER,
     LATEST_KEY_HEADER,
     LATEST_KEYID_HEADER,
+    RETRY_AFTER_HEADER,
+    Handover,
+    HandoverStats,
     SecureKeyMiddleware,
     SecureKeyWSGIMiddleware,
 )
@@ -38,8 +42,10 @@ from securekey.domain.keys import Key, KeyPair, Slot, fingerprint, parse_pair
 __all__ = [
     "ACCEPT",
     "DEFAULT_KEY_HEADER",
+    "LATEST_FINGERPRINT_HEADER",
     "LATEST_KEYID_HEADER",
     "LATEST_KEY_HEADER",
+    "RETRY_AFTER_HEADER",
     "SIGNATURE_HEADER",
     "AsyncWatchedKeyRing",
     "Backoff",
@@ -48,6 +54,8 @@ __all__ = [
     "ConfigWatcher",
     "FakeSecureKeyServer",
     "Fetcher",
+    "Handover",
+    "HandoverStats",
     "Key",
     "KeyPair",
     "KeyRing",

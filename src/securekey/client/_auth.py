@@ -1,21 +1,33 @@
 """The client side of the handshake, for httpx and for requests.
 
-Bearer mode presents LATEST and adopts the LATEST a server hands back when it saw PREVIOUS;
-signed mode signs each request with LATEST and never sends a key. On a 401 the ring is
-refreshed once and, if that gives a different key, the request is sent once more.
+Bearer mode presents LATEST; signed mode signs each request with LATEST and never sends a key.
+When a server hints that a newer LATEST exists (``Securekey-Latest-Fingerprint``), the ring
+refreshes itself from the securekey server in the background with this service's own token
+(single-flight); a LATEST handed over by a server in ``handover="key"`` mode is adopted. On a
+401 the ring is refreshed once and, if that gives a different key, the request is sent again;
+so it is, after the wait the server names, when the server could not refresh yet
+(``Securekey-Retry-After``), up to ``MAX_RESENDS`` times and ``MAX_RETRY_WAIT`` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
+import math
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any
 
 import httpx
 
-from securekey.client._middleware import LATEST_KEY_HEADER, LATEST_KEYID_HEADER
+from securekey.client._middleware import (
+    LATEST_FINGERPRINT_HEADER,
+    LATEST_KEY_HEADER,
+    LATEST_KEYID_HEADER,
+    RETRY_AFTER_HEADER,
+)
 from securekey.client._ring import KeyRing
 from securekey.client._signing import SIGNATURE_HEADER, sign_request
 from securekey.client._verify import DEFAULT_KEY_HEADER
@@ -25,6 +37,11 @@ from securekey.exceptions import ValidationError
 __all__ = ["SecureKeyAuth", "SecureKeyRequestsAuth"]
 
 log = logging.getLogger("securekey.client")
+
+#: At most this many resends of one request after 401s.
+MAX_RESENDS = 3
+#: A server's Securekey-Retry-After longer than this is not waited for.
+MAX_RETRY_WAIT = 5.0
 
 
 class _Presenter:
@@ -54,14 +71,12 @@ class _Presenter:
         return self.header, value, key.fingerprint
 
     def observe(self, headers: Mapping[str, str], used: str) -> None:
-        """Learn from a response: adopt a handed-over LATEST, or refresh on a newer key id."""
-        if self.signed:
-            keyid = headers.get(LATEST_KEYID_HEADER)
-            if keyid and keyid.strip().lower() != self.ring.latest.fingerprint:
-                self.ring.refresh_soon()
-            return
-        value = headers.get(LATEST_KEY_HEADER)
+        """Learn from a response: refresh on a hint of a newer LATEST, adopt a handed-over one."""
+        value = None if self.signed else headers.get(LATEST_KEY_HEADER)
         if not value:
+            hint = headers.get(LATEST_FINGERPRINT_HEADER) or headers.get(LATEST_KEYID_HEADER)
+            if hint and hint.strip().lower() not in (used, self.ring.latest.fingerprint):
+                self.ring.refresh_soon()
             return
         try:
             key = Key(value.strip().upper())
@@ -90,14 +105,45 @@ class _Presenter:
         await self.ring.arefresh()
         return self.key().fingerprint != used
 
+    def resend_after(self, status: int, headers: Mapping[str, str], used: str) -> float | None:
+        """After an answer: None to keep it, else seconds to wait before sending again."""
+        if status != 401:
+            return None
+        if self.retry_after_refresh(used):
+            return 0.0
+        return _server_wait(headers)
+
+    async def aresend_after(
+        self, status: int, headers: Mapping[str, str], used: str
+    ) -> float | None:
+        """``resend_after`` for coroutines."""
+        if status != 401:
+            return None
+        if await self.aretry_after_refresh(used):
+            return 0.0
+        return _server_wait(headers)
+
+
+def _server_wait(headers: Mapping[str, str]) -> float | None:
+    """The wait a server named because it could not refresh its ring yet, if it is sane."""
+    raw = headers.get(RETRY_AFTER_HEADER)
+    if raw is None:
+        return None
+    try:
+        wait = float(raw)
+    except ValueError:
+        return None
+    return wait if math.isfinite(wait) and 0 <= wait <= MAX_RETRY_WAIT else None
+
 
 class SecureKeyAuth(httpx.Auth):
     """httpx auth: ``httpx.Client(auth=SecureKeyAuth(ring))``; sync and async clients alike.
 
     ``signed=True`` signs instead of presenting the key. ``header`` is where the key goes
     (``Authorization: Bearer <key>`` by default, or e.g. ``X-Securekey-Key: <key>``).
-    ``retry`` (default on) resends once after a 401 when a refresh finds a newer key; it makes
-    httpx read the request body into memory first, as signing does.
+    ``retry`` (default on) resends after a 401 when a refresh finds a newer key, or after the
+    wait the server names when it could not refresh yet (at most ``MAX_RESENDS`` times); it
+    makes httpx read the request body into memory first, as signing does.
     """
 
     def __init__(
@@ -130,7 +176,12 @@ class SecureKeyAuth(httpx.Auth):
         used = self._apply(request)
         response = yield request
         self._presenter.observe(response.headers, used)
-        if self.retry and response.status_code == 401 and self._presenter.retry_after_refresh(used):
+        for _ in range(MAX_RESENDS if self.retry else 0):
+            wait = self._presenter.resend_after(response.status_code, response.headers, used)
+            if wait is None:
+                return
+            if wait:
+                time.sleep(wait)
             used = self._apply(request)
             response = yield request
             self._presenter.observe(response.headers, used)
@@ -143,11 +194,12 @@ class SecureKeyAuth(httpx.Auth):
         used = self._apply(request)
         response = yield request
         self._presenter.observe(response.headers, used)
-        if (
-            self.retry
-            and response.status_code == 401
-            and await self._presenter.aretry_after_refresh(used)
-        ):
+        for _ in range(MAX_RESENDS if self.retry else 0):
+            wait = await self._presenter.aresend_after(response.status_code, response.headers, used)
+            if wait is None:
+                return
+            if wait:
+                await asyncio.sleep(wait)
             used = self._apply(request)
             response = yield request
             self._presenter.observe(response.headers, used)
@@ -214,21 +266,27 @@ class SecureKeyRequestsAuth:
     def _hook(self, used: str) -> Callable[..., Any]:
         def handle(response: Any, **kwargs: Any) -> Any:
             self._presenter.observe(response.headers, used)
-            if not (self.retry and response.status_code == 401):
+            if not self.retry or getattr(response.request, "_securekey_retried", False):
                 return response
-            if getattr(response.request, "_securekey_retried", False):
-                return response
-            if not self._presenter.retry_after_refresh(used):
-                return response
-            _ = response.content  # drain, so the connection can be reused
-            response.close()
-            again = response.request.copy()
-            again._securekey_retried = True
-            again_used = self._apply(again)
-            retried = response.connection.send(again, **kwargs)
-            retried.history.append(response)
-            retried.request = again
-            self._presenter.observe(retried.headers, again_used)
-            return retried
+            current, current_used, history = response, used, []
+            for _ in range(MAX_RESENDS):
+                wait = self._presenter.resend_after(
+                    current.status_code, current.headers, current_used
+                )
+                if wait is None:
+                    break
+                _ = current.content  # drain, so the connection can be reused
+                current.close()
+                if wait:
+                    time.sleep(wait)
+                again = current.request.copy()
+                again._securekey_retried = True
+                current_used = self._apply(again)
+                history.append(current)
+                current = current.connection.send(again, **kwargs)
+                current.request = again
+                self._presenter.observe(current.headers, current_used)
+            current.history.extend(history)
+            return current
 
         return handle

@@ -29,6 +29,9 @@ class ServerUnavailableError(SecureKeyError):
 class VerificationError(AuthenticationError):
     """A request's key or signature was refused; ``reason`` says why in one stable word."""
 
-    def __init__(self, reason: Reason, message: str) -> None:
+    def __init__(self, reason: Reason, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.reason: Reason = reason
+        #: Set when the key was unknown but the ring could not refresh yet: seconds after
+        #: which the same request may succeed (a refresh is on its way).
+        self.retry_after = retry_after

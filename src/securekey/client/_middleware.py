@@ -1,8 +1,10 @@
 """The seed's handshake as ASGI and WSGI middleware in front of any app.
 
-A request carrying LATEST passes. One carrying PREVIOUS passes too, and its response gains
-``Securekey-Latest-Key: <LATEST>`` so the client moves on; a signed request made with PREVIOUS
-gains ``Securekey-Latest-Keyid: <fingerprint>`` instead (keys never cross the wire in that mode).
+A request carrying LATEST passes. One carrying PREVIOUS passes too, and its response gains a
+hint, ``Securekey-Latest-Fingerprint: <LATEST's fingerprint>``: the client refreshes its own
+ring from the securekey server with its own token, so holding an old key earns nothing. The
+seed's ``Securekey-Latest-Key: <LATEST>`` is an opt-in (``handover="key"``), given only within
+``handover_window`` seconds after the pair changed, and each one is counted and logged.
 Anything else is answered 401 with a Heroku-style body ``{"id": "unauthorized", ...}``.
 """
 
@@ -10,9 +12,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import math
+import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from securekey.client._errors import VerificationError
@@ -21,16 +26,30 @@ from securekey.client._signing import ReplayCache
 from securekey.client._verify import DEFAULT_KEY_HEADER, Mode, Verified, Verifier
 
 __all__ = [
+    "LATEST_FINGERPRINT_HEADER",
     "LATEST_KEYID_HEADER",
     "LATEST_KEY_HEADER",
+    "RETRY_AFTER_HEADER",
+    "Handover",
+    "HandoverStats",
     "SecureKeyMiddleware",
     "SecureKeyWSGIMiddleware",
 ]
 
-#: Response header handing LATEST to a client that presented PREVIOUS (bearer mode).
-LATEST_KEY_HEADER = "Securekey-Latest-Key"
-#: Response header naming LATEST by fingerprint to a client that signed with PREVIOUS.
+log = logging.getLogger("securekey.client")
+
+#: Response header naming LATEST by fingerprint to a client that used PREVIOUS (the hint).
+LATEST_FINGERPRINT_HEADER = "Securekey-Latest-Fingerprint"
+#: The same hint under its earlier name, still sent to signed clients of earlier versions.
 LATEST_KEYID_HEADER = "Securekey-Latest-Keyid"
+#: Response header handing LATEST itself over (bearer mode, ``handover="key"`` only).
+LATEST_KEY_HEADER = "Securekey-Latest-Key"
+#: On a 401 for an unknown key while the ring could not refresh yet: seconds (a decimal)
+#: after which the same request may pass. ``Retry-After`` carries it rounded up.
+RETRY_AFTER_HEADER = "Securekey-Retry-After"
+
+#: What a client that used PREVIOUS is given: a hint (the default), or LATEST itself.
+Handover = Literal["hint", "key"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -45,13 +64,79 @@ class _TooLarge(Exception):
     """A signed request's body exceeds ``max_body``."""
 
 
-def _handover(verified: Verified) -> list[tuple[str, str]]:
-    """Headers to add to the response of an accepted request."""
-    if not verified.stale:
-        return []
-    if verified.mode == "bearer":
-        return [(LATEST_KEY_HEADER, verified.latest.hex), ("Cache-Control", "no-store")]
-    return [(LATEST_KEYID_HEADER, verified.latest.fingerprint)]
+class HandoverStats:
+    """What the handshake gave callers that used PREVIOUS; thread-safe counters for metrics.
+
+    ``hints``: answers naming LATEST by fingerprint. ``keys``: answers carrying LATEST itself
+    (``handover="key"`` within the window), each also logged with the caller's address.
+    ``keys_declined``: ``handover="key"`` answers outside the window, given a hint instead.
+    Pass one instance to the middleware (``stats=``) to read it from your app.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.hints = 0
+        self.keys = 0
+        self.keys_declined = 0
+
+    def count(self, name: Literal["hints", "keys", "keys_declined"]) -> int:
+        """Add one to ``name``; returns the new value."""
+        with self._lock:
+            value: int = getattr(self, name) + 1
+            setattr(self, name, value)
+            return value
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters, e.g. to export as ``securekey_handovers_total{kind=...}``."""
+        with self._lock:
+            return {"hints": self.hints, "keys": self.keys, "keys_declined": self.keys_declined}
+
+    def __repr__(self) -> str:
+        return f"HandoverStats({self.as_dict()})"
+
+
+class _Handshake:
+    """Decides what an accepted request's response says about LATEST (shared by both)."""
+
+    def __init__(
+        self, verifier: Verifier, handover: Handover, window: float, stats: HandoverStats | None
+    ) -> None:
+        if handover not in ("hint", "key"):
+            raise ValueError("handover must be 'hint' or 'key'")
+        if window < 0:
+            raise ValueError("handover_window must not be negative")
+        self.verifier, self.handover, self.window = verifier, handover, window
+        self.stats = stats if stats is not None else HandoverStats()
+
+    def headers(self, verified: Verified, client: str) -> list[tuple[str, str]]:
+        """Headers to add to the response of an accepted request from ``client``."""
+        if not verified.stale:
+            return []
+        hint = [(LATEST_FINGERPRINT_HEADER, verified.latest.fingerprint)]
+        if verified.mode == "signed":
+            hint.append((LATEST_KEYID_HEADER, verified.latest.fingerprint))
+        if self.handover == "key" and verified.mode == "bearer":
+            age = self.verifier.ring.pair_age
+            if age <= self.window:
+                number = self.stats.count("keys")
+                log.warning(
+                    "Handed LATEST %s over to %s, which presented PREVIOUS %s, %.0f s after "
+                    "the pair changed (key handover #%d). If no service of yours is that "
+                    "caller, PREVIOUS has leaked: rotate with --emergency.",
+                    verified.latest.fingerprint,
+                    client,
+                    verified.keyid,
+                    age,
+                    number,
+                )
+                return [
+                    *hint,
+                    (LATEST_KEY_HEADER, verified.latest.hex),
+                    ("Cache-Control", "no-store"),
+                ]
+            self.stats.count("keys_declined")
+        self.stats.count("hints")
+        return hint
 
 
 def _refusal(
@@ -64,7 +149,11 @@ def _refusal(
         ("Content-Type", "application/json"),
         ("Content-Length", str(len(body))),
         ("WWW-Authenticate", f'{challenge} realm="securekey"'),
+        ("Cache-Control", "no-store"),
     ]
+    if exc.retry_after is not None:
+        headers.append((RETRY_AFTER_HEADER, f"{exc.retry_after:.3f}"))
+        headers.append(("Retry-After", str(max(1, math.ceil(exc.retry_after)))))
     return 401, headers, body
 
 
@@ -93,11 +182,14 @@ def _make_verifier(
 
 
 class SecureKeyMiddleware:
-    """ASGI middleware: verify every HTTP and WebSocket request, hand LATEST to PREVIOUS users.
+    """ASGI middleware: verify every HTTP and WebSocket request, tell PREVIOUS users of LATEST.
 
     ``scope["securekey"]`` tells the app how the request proved itself (a ``Verified``).
     ``exempt`` lists paths let through unchecked (health checks). Signed requests have their
     body read first (at most ``max_body`` bytes) and replayed to the app unchanged.
+    ``handover`` is ``"hint"`` (default: the fingerprint only) or ``"key"`` (the seed's: LATEST
+    itself to a bearer client, within ``handover_window`` seconds of the pair's change, counted
+    in ``stats`` and logged with the caller's address).
     """
 
     def __init__(
@@ -113,11 +205,16 @@ class SecureKeyMiddleware:
         exempt: Collection[str] = (),
         max_body: int = 10 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
+        handover: Handover = "hint",
+        handover_window: float = 600.0,
+        stats: HandoverStats | None = None,
     ) -> None:
         self.app = app
         self.verifier = _make_verifier(ring, verifier, header, modes, window, replay_cache, clock)
         self.exempt = frozenset(exempt)
         self.max_body = max_body
+        self._handshake = _Handshake(self.verifier, handover, handover_window, stats)
+        self.stats = self._handshake.stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -150,7 +247,11 @@ class SecureKeyMiddleware:
             return
         scope = dict(scope)
         scope["securekey"] = verified
-        extra = [(k.lower().encode(), v.encode()) for k, v in _handover(verified)]
+        client = scope.get("client")
+        address = str(client[0]) if client else "an unknown address"
+        extra = [
+            (k.lower().encode(), v.encode()) for k, v in self._handshake.headers(verified, address)
+        ]
         if not extra:
             await self.app(scope, receive, send)
             return
@@ -247,7 +348,7 @@ def _wsgi_headers(environ: Environ) -> dict[str, str]:
 
 
 class SecureKeyWSGIMiddleware:
-    """WSGI middleware: verify every request, hand LATEST to PREVIOUS users.
+    """WSGI middleware: verify every request, tell PREVIOUS users of LATEST.
 
     ``environ["securekey"]`` holds the ``Verified`` result. Options as ``SecureKeyMiddleware``.
     """
@@ -265,11 +366,16 @@ class SecureKeyWSGIMiddleware:
         exempt: Collection[str] = (),
         max_body: int = 10 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
+        handover: Handover = "hint",
+        handover_window: float = 600.0,
+        stats: HandoverStats | None = None,
     ) -> None:
         self.app = app
         self.verifier = _make_verifier(ring, verifier, header, modes, window, replay_cache, clock)
         self.exempt = frozenset(exempt)
         self.max_body = max_body
+        self._handshake = _Handshake(self.verifier, handover, handover_window, stats)
+        self.stats = self._handshake.stats
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "") in self.exempt:
@@ -292,7 +398,8 @@ class SecureKeyWSGIMiddleware:
         except VerificationError as exc:
             return self._respond(start_response, *_refusal(exc, self.verifier))
         environ["securekey"] = verified
-        extra = _handover(verified)
+        address = environ.get("REMOTE_ADDR") or "an unknown address"
+        extra = self._handshake.headers(verified, str(address))
         if not extra:
             return self.app(environ, start_response)
 

@@ -1,7 +1,8 @@
 """The key ring: the current ``KeyPair``, swapped atomically, checked LATEST then PREVIOUS.
 
 It also runs the refresh a verifier asks for before refusing an unknown key: single-flight
-(concurrent callers share one fetch) and rate-limited (callers wait for the next slot, never skip).
+(concurrent callers share one fetch) and rate-limited. A client's ``refresh`` waits for the next
+slot; a verifier's ``try_refresh`` never does: at most one request waits, for one fetch.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class _Coalescer:
         self._pending: Future[bool] | None = None
         self._running: Future[bool] = _done(False)
         self._last_start = -math.inf
+        self._last_duration = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self.started = 0
 
@@ -88,6 +90,27 @@ class _Coalescer:
                 self._pending = fut
                 return fut, True
             return self._pending, False
+
+    def _join_if_idle(self) -> Future[bool] | None:
+        """A new refresh for this caller to lead, if one may start right now; else None."""
+        with self._lock:
+            idle = (
+                self._pending is None
+                and self._running.done()
+                and self._monotonic() >= self._last_start + self._interval
+            )
+            if not idle:
+                return None
+            fut: Future[bool] = Future()
+            fut.set_running_or_notify_cancel()
+            self._pending = fut
+            return fut
+
+    def retry_after(self) -> float:
+        """Seconds until a refresh asked for now has probably finished (a hint for clients)."""
+        with self._lock:
+            slot = max(0.0, self._last_start + self._interval - self._monotonic())
+            return min(self._timeout, slot + 2 * self._last_duration + 0.05)
 
     def _delay(self) -> float:
         with self._lock:
@@ -115,9 +138,49 @@ class _Coalescer:
             if delay:
                 time.sleep(delay)
             self._start(fut)
+            began = self._monotonic()
             result = self._run()
+            self._last_duration = self._monotonic() - began
         finally:
             self._settle(fut, result)
+
+    def _spawn(self, fut: Future[bool]) -> None:
+        thread = threading.Thread(
+            target=self._lead_sync, args=(fut,), name="securekey-refresh", daemon=True
+        )
+        try:
+            thread.start()
+        except BaseException:
+            self._settle(fut, False)  # nobody will lead it: let the next caller
+            raise
+
+    def try_run_sync(self) -> float | None:
+        """Refresh now if a refresh may start now, waiting for it at most ``timeout``: None.
+
+        Otherwise make sure one is on its way and return at once the seconds after which it
+        has probably finished: the caller refuses now rather than holding its thread.
+        """
+        fut = self._join_if_idle()
+        if fut is None:
+            self.run_background()
+            return self.retry_after()
+        # Led from its own thread, so the wait is bounded even if the fetch is stuck.
+        self._spawn(fut)
+        with contextlib.suppress(TimeoutError):
+            fut.result(timeout=self._timeout)
+        return None
+
+    async def try_run_async(self) -> float | None:
+        """``try_run_sync`` for coroutines."""
+        fut = self._join_if_idle()
+        if fut is None:
+            self.run_background()
+            return self.retry_after()
+        task = asyncio.ensure_future(self._lead(fut))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.wait({asyncio.wrap_future(fut)}, timeout=self._timeout)
+        return None
 
     def run_sync(self) -> bool:
         """Join the next refresh (leading it if first), wait for it, return whether it changed."""
@@ -137,16 +200,8 @@ class _Coalescer:
         most one thread waits for the next refresh.
         """
         fut, leader = self._join()
-        if not leader:
-            return
-        thread = threading.Thread(
-            target=self._lead_sync, args=(fut,), name="securekey-refresh", daemon=True
-        )
-        try:
-            thread.start()
-        except BaseException:
-            self._settle(fut, False)  # nobody will lead it: let the next caller
-            raise
+        if leader:
+            self._spawn(fut)
 
     async def _lead(self, fut: Future[bool]) -> None:
         result = False
@@ -156,7 +211,9 @@ class _Coalescer:
             if delay:
                 await asyncio.sleep(delay)
             self._start(fut)
+            began = self._monotonic()
             result = bool(await self._arun())
+            self._last_duration = self._monotonic() - began
         except Exception:  # nobody awaits this task: say it here or never
             log.exception("A key ring refresh failed unexpectedly.")
         finally:
@@ -196,6 +253,8 @@ class KeyRing:
         if not isinstance(pair, KeyPair):
             raise TypeError("KeyRing needs a KeyPair; use KeyRing.from_value for a string.")
         self._pair = pair
+        self._monotonic = monotonic
+        self._changed_at = monotonic()
         self._lock = threading.RLock()
         self._callbacks: list[ChangeCallback] = []
         self._fetcher = fetcher
@@ -307,6 +366,11 @@ class KeyRing:
             return "previous"
         return None
 
+    @property
+    def pair_age(self) -> float:
+        """Seconds since this ring's pair last changed (or since the ring was made)."""
+        return max(0.0, self._monotonic() - self._changed_at)
+
     # -- changing -------------------------------------------------------------------------
 
     def swap(self, pair: KeyPair) -> bool:
@@ -315,6 +379,7 @@ class KeyRing:
             if pair == self._pair:
                 return False
             self._pair = pair
+            self._changed_at = self._monotonic()
             for callback in list(self._callbacks):
                 try:
                     callback(pair)
@@ -382,6 +447,25 @@ class KeyRing:
         before = self._pair
         await self._refresher.run_async()
         return self._pair != before
+
+    def try_refresh(self) -> float | None:
+        """A verifier's refresh: never waits for the rate limit, at most one caller per fetch.
+
+        If a refresh may start now, lead it and wait for it (at most ``refresh_timeout``) and
+        return None. Otherwise (one is running, or the last began less than
+        ``min_refresh_interval`` ago) make sure one follows, and return at once the seconds
+        after which it has probably finished: refuse the request now, and tell its client
+        when to try again. A ring without a fetcher returns None at once.
+        """
+        if self._fetcher is None:
+            return None
+        return self._refresher.try_run_sync()
+
+    async def atry_refresh(self) -> float | None:
+        """``try_refresh`` for coroutines."""
+        if self._fetcher is None:
+            return None
+        return await self._refresher.try_run_async()
 
     def refresh_soon(self) -> None:
         """Start a refresh in the background and return at once (a hint, not a promise).

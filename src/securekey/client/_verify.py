@@ -2,7 +2,9 @@
 
 Framework-free: the ASGI and WSGI middleware, and any other server, call ``Verifier``.
 A well-formed key or fingerprint the ring does not know triggers one ring refresh before the
-request is refused, so a client that learned of a rotation first is not turned away.
+request is refused, so a client that learned of a rotation first is not turned away. Only one
+request waits for each refresh; when none may start yet the request is refused at once, with
+``retry_after`` saying when the refresh that follows has probably finished.
 """
 
 from __future__ import annotations
@@ -134,13 +136,17 @@ class Verifier:
             raise VerificationError("bad_signature", "The request signature does not match.")
         return Verified("signed", slot, key.fingerprint, pair.latest)
 
-    def _finish(self, attempt: _Attempt, result: Verified | None) -> Verified:
+    def _finish(
+        self, attempt: _Attempt, result: Verified | None, retry_after: float | None = None
+    ) -> Verified:
         if result is None:
             if attempt.signature is not None:
                 raise VerificationError(
-                    "unknown_key", f"Unknown key id {attempt.signature.keyid!r}."
+                    "unknown_key",
+                    f"Unknown key id {attempt.signature.keyid!r}.",
+                    retry_after=retry_after,
                 )
-            raise VerificationError("unknown_key", "Unknown key.")
+            raise VerificationError("unknown_key", "Unknown key.", retry_after=retry_after)
         if attempt.signature is not None and not self.replays.remember(
             attempt.signature, now=self._clock(), window=self.window
         ):
@@ -150,16 +156,17 @@ class Verifier:
     def verify(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
     ) -> Verified:
-        """Accept the request or raise VerificationError; may block once to refresh the ring.
+        """Accept the request or raise VerificationError; may wait for one ring refresh.
 
         ``target`` is the path and query exactly as sent; ``body`` matters for signatures only.
         """
         attempt = self._prepare(method, target, headers, body)
         result = self._try(attempt, self.ring.current)
+        retry_after = None
         if result is None and self.ring.can_refresh:
-            self.ring.refresh()
+            retry_after = self.ring.try_refresh()
             result = self._try(attempt, self.ring.current)
-        return self._finish(attempt, result)
+        return self._finish(attempt, result, retry_after)
 
     async def averify(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
@@ -167,7 +174,8 @@ class Verifier:
         """``verify`` for coroutines: the refresh does not block the event loop."""
         attempt = self._prepare(method, target, headers, body)
         result = self._try(attempt, self.ring.current)
+        retry_after = None
         if result is None and self.ring.can_refresh:
-            await self.ring.arefresh()
+            retry_after = await self.ring.atry_refresh()
             result = self._try(attempt, self.ring.current)
-        return self._finish(attempt, result)
+        return self._finish(attempt, result, retry_after)
