@@ -81,6 +81,9 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/apps/{app}/tokens"): Case("/apps/service-2/tokens"),
     ("POST", "/apps/{app}/tokens"): Case("/apps/service-2/tokens", 201, {"description": "x"}),
     ("DELETE", "/apps/{app}/tokens/{token}"): Case("/apps/service-2/tokens/{token}"),
+    ("GET", "/operator-tokens"): Case("/operator-tokens"),
+    ("POST", "/operator-tokens"): Case("/operator-tokens", 201, {"description": "x"}),
+    ("DELETE", "/operator-tokens/{token}"): Case("/operator-tokens/{operator_token}"),
     ("GET", "/apps/{app}/webhooks"): Case("/apps/service-2/webhooks"),
     ("POST", "/apps/{app}/webhooks"): Case(
         "/apps/service-2/webhooks", 201, {"url": "{hook_url}", **_HOOK}
@@ -138,10 +141,12 @@ def _build_world(api: Api) -> World:
     api.client.patch("/apps/service-2/config-vars", json={"SEEDED": "1"})
     delivery = api.client.get("/apps/service-2/webhook-deliveries").json()[0]
     token_id = api.client.get("/apps/service-2/tokens").json()[0]["id"]
+    spare = api.client.post("/operator-tokens", json={"description": "spare"}).json()
     values = {
         "addon": seed.addon["name"],
         "attachment": seed.attachment["id"],
         "token": token_id,
+        "operator_token": spare["id"],
         "webhook": hook["id"],
         "delivery": delivery["id"],
         "hook_url": hook_url,

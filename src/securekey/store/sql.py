@@ -62,6 +62,7 @@ class SqlStore:
         self._lock = threading.Lock()
         if migrate:
             upgrade(engine)
+        self._key_legacy_token_digests()
 
     @classmethod
     def open(cls, url: str, cipher: Cipher, *, migrate: bool = True) -> SqlStore:
@@ -105,6 +106,22 @@ class SqlStore:
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+
+    def _key_legacy_token_digests(self) -> None:
+        """Turn plain SHA-256 token digests (before migration 0004) into keyed ones, in place.
+
+        Only the store holds the master key, so this runs here rather than in the migration.
+        Idempotent, and safe with replicas starting together (each row changes once).
+        """
+        legacy = t.tokens.c.hash_scheme == "sha256"
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(t.tokens.c.id, t.tokens.c.token_hash).where(legacy))
+            for token_id, digest in list(rows):
+                conn.execute(
+                    t.tokens.update()
+                    .where(t.tokens.c.id == token_id, legacy)
+                    .values(token_hash=self.cipher.token_digest(digest), hash_scheme="hmac-sha256")
+                )
 
 
 class SqlRepository:
@@ -438,9 +455,12 @@ class SqlRepository:
                 kind=token.kind.value,
                 app_id=token.app_id,
                 token_hash=token.token_hash,
+                hash_scheme=token.hash_scheme,
+                source=token.source,
                 description=token.description,
                 created_at=token.created_at,
                 last_used_at=token.last_used_at,
+                revoked_at=token.revoked_at,
             )
         )
 
@@ -452,16 +472,48 @@ class SqlRepository:
         )
         return _token(row) if row else None
 
-    def list_tokens(self, *, app_id: str | None = None, kind: str | None = None) -> list[Token]:
-        query = sa.select(t.tokens).order_by(t.tokens.c.created_at, t.tokens.c.id)
+    def list_tokens(
+        self,
+        *,
+        app_id: str | None = None,
+        kind: str | None = None,
+        source: str | None = None,
+        lock: bool = False,
+    ) -> list[Token]:
+        query = (
+            sa.select(t.tokens)
+            .where(t.tokens.c.revoked_at.is_(None))
+            .order_by(t.tokens.c.created_at, t.tokens.c.id)
+        )
         if app_id is not None:
             query = query.where(t.tokens.c.app_id == app_id)
         if kind is not None:
             query = query.where(t.tokens.c.kind == kind)
+        if source is not None:
+            query = query.where(t.tokens.c.source == source)
+        if lock and self._pg:
+            query = query.with_for_update()
         return [_token(r) for r in self.conn.execute(query).mappings()]
 
     def delete_token(self, token_id: str) -> None:
         self.conn.execute(t.tokens.delete().where(t.tokens.c.id == token_id))
+
+    def revoke_token(self, token_id: str, at: datetime) -> None:
+        self.conn.execute(
+            t.tokens.update()
+            .where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+
+    def touch_token(self, token_id: str, at: datetime, since: datetime) -> None:
+        self.conn.execute(
+            t.tokens.update()
+            .where(
+                t.tokens.c.id == token_id,
+                sa.or_(t.tokens.c.last_used_at.is_(None), t.tokens.c.last_used_at < since),
+            )
+            .values(last_used_at=at)
+        )
 
     # ------------------------------------------------------------- webhooks
 
@@ -650,6 +702,9 @@ def _token(row: Any) -> Token:
         row["description"],
         row["created_at"],
         row["last_used_at"],
+        row["source"],
+        row["hash_scheme"],
+        row["revoked_at"],
     )
 
 
