@@ -35,6 +35,7 @@ from securekey.scheduler import Scheduler
 from securekey.services.tokens import TokenService
 from securekey.services.webhooks import WebhookService, sign_body
 from securekey.store.sql import RELEASE_CHANNEL
+from securekey.web import mount_dashboard
 
 __all__ = ["MAX_BODY", "create_api"]
 
@@ -333,6 +334,7 @@ def create_api(
     app.include_router(platform.router)
     app.include_router(extras.router)
     app.include_router(ops.router)
+    mount_dashboard(app, ctx)
     app.add_middleware(_CachedConfigRead, ctx=ctx)
     app.add_middleware(_Limits, metrics=metrics)
     _document_security(app)
