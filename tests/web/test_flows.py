@@ -58,7 +58,6 @@ def test_the_operator_flow(page: Any, server: Server, api: httpx.Client) -> None
     graph = page.locator("svg.graph")
     expect(graph.locator(".edge")).to_have_count(2)
     expect(graph.locator(".node.addon.shared")).to_have_count(1)
-    shot(page, "overview")
 
     # Live: the add-on page updates when a rotation happens elsewhere, without reloading.
     page.goto(server.url + f"/ui/addons/{addon}")
@@ -94,6 +93,13 @@ def test_the_operator_flow(page: Any, server: Server, api: httpx.Client) -> None
     expect(page.locator(".flash-ok")).to_contain_text(f"Rotated {addon}: 2 app(s)")
     expect(page.locator("#region-releases")).to_contain_text("svc-two v4")
 
+    # Emergency: both keys replaced, the old two shown as revoked.
+    page.locator("#emergency-confirm").fill(addon)
+    page.get_by_role("button", name="Emergency rotate").click()
+    expect(page.locator(".flash-ok")).to_contain_text(f"Emergency rotation of {addon}")
+    expect(page.locator("#region-keys .badge-revoked")).to_have_count(2)
+    expect(page.locator("#region-releases")).to_contain_text("svc-two v5")
+
     # Reveal one value on svc-two: shown once, recorded in the audit log without the value.
     config = api.get("/apps/svc-two/config-vars").json()
     secret = config["SERVICE_ONE_SECURE_KEY"]
@@ -113,6 +119,13 @@ def test_the_operator_flow(page: Any, server: Server, api: httpx.Client) -> None
     for part in secret.split(","):
         assert part not in page.content()
     shot(page, "audit")
+
+    # The overview's chart counts today's three rotations, one of them an emergency.
+    page.goto(server.url + "/ui/")
+    today = page.locator("svg.bars g.day").last
+    expect(today.locator("text.count")).to_have_text("3")
+    expect(today.locator("title")).to_contain_text("2 by hand, 1 emergency")
+    shot(page, "overview")
 
     # Destroy: a wrong confirmation changes nothing; the right one is still refused while
     # svc-two uses the key, unless forced.
