@@ -13,10 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from securekey.api.context import ApiContext
 from securekey.web.routes import Dashboard
 
-__all__ = ["DASHBOARD_PATHS", "Dashboard", "mount_dashboard"]
-
-#: Routes on the API app that belong to the dashboard (its own session auth, not tokens).
-DASHBOARD_PATHS = frozenset({"/", "/ui"})
+__all__ = ["Dashboard", "mount_dashboard"]
 
 
 async def _home(_request: Request) -> Response:
@@ -27,5 +24,5 @@ def mount_dashboard(app: FastAPI, ctx: ApiContext) -> Dashboard:
     """Serve the dashboard on ``app``: ``/`` leads to it, everything else lives under ``/ui``."""
     dashboard = Dashboard(ctx)
     app.mount("/ui", dashboard.app(), name="dashboard")
-    app.add_route("/", _home, methods=["GET"], include_in_schema=False)
+    app.add_route("/", _home, methods=["GET"], name="dashboard-home", include_in_schema=False)
     return dashboard
