@@ -103,11 +103,12 @@ class MasterKey:
 class Cipher:
     """Authenticated encryption of stored values, and keyed fingerprints of config snapshots."""
 
-    __slots__ = ("_aead", "_fp_key")
+    __slots__ = ("_aead", "_fp_key", "_token_key")
 
     def __init__(self, master: MasterKey) -> None:
         self._aead = AESGCM(master.derive(b"aes-gcm-v1"))
         self._fp_key = master.derive(b"config-fingerprint-v1")
+        self._token_key = master.derive(b"token-digest-v1")
 
     def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
         """Encrypt ``plaintext`` bound to ``aad`` under a fresh random nonce."""
@@ -128,6 +129,16 @@ class Cipher:
     def fingerprint(self, data: bytes) -> str:
         """A keyed 16-hex-digit fingerprint: names a config snapshot without revealing it."""
         return hmac.new(self._fp_key, data, hashlib.sha256).hexdigest()[:16]
+
+    def token_digest(self, sha256_hex: str) -> str:
+        """The stored form of a token: HMAC-SHA256, under a key derived from the master key,
+        of the token's SHA-256 (hex in, hex out).
+
+        Keyed, so a dumped database without the master key does not let a weak token be
+        guessed offline; over the SHA-256 rather than the token itself, so digests stored
+        before keying existed can be converted in place without knowing any token.
+        """
+        return hmac.new(self._token_key, bytes.fromhex(sha256_hex), hashlib.sha256).hexdigest()
 
     def __repr__(self) -> str:
         return "Cipher(<redacted>)"

@@ -1,4 +1,9 @@
-"""Every (method, path template) an app serves, read from its routes (included routers too)."""
+"""Every (method, path template) an app serves, read from its routes (included routers too).
+
+The web dashboard is not API and is left out: its ``GET /`` entry (route name
+``dashboard-home``) and its pages, a mounted app under ``/ui`` with their own session
+sign-in (tests/web covers them; test_permissions checks that tokens open none of them).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ def _walk(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
             yield from _walk(included.routes, prefix + str(getattr(context, "prefix", "") or ""))
             continue
         path = getattr(route, "path", None)
+        if getattr(route, "name", None) == "dashboard-home":
+            continue
         for method in getattr(route, "methods", None) or ():
             if method != "HEAD" and path is not None:
                 yield method, prefix + path

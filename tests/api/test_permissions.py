@@ -4,6 +4,10 @@ token, operator} answers the expected status.
 The endpoint list comes from the app's own routes, so a new endpoint without an entry here
 fails ``test_every_route_has_a_matrix_entry``. App tokens may read and watch their own app's
 config vars and nothing else; operators get each endpoint's normal success status.
+
+The web dashboard (``GET /`` and everything mounted under ``/ui``) is not token API: it takes
+an operator token once at sign-in, then its own session cookie. Here we check that no token
+opens it; tests/web covers its sign-in, sessions and CSRF.
 """
 
 from __future__ import annotations
@@ -81,6 +85,9 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/apps/{app}/tokens"): Case("/apps/service-2/tokens"),
     ("POST", "/apps/{app}/tokens"): Case("/apps/service-2/tokens", 201, {"description": "x"}),
     ("DELETE", "/apps/{app}/tokens/{token}"): Case("/apps/service-2/tokens/{token}"),
+    ("GET", "/operator-tokens"): Case("/operator-tokens"),
+    ("POST", "/operator-tokens"): Case("/operator-tokens", 201, {"description": "x"}),
+    ("DELETE", "/operator-tokens/{token}"): Case("/operator-tokens/{operator_token}"),
     ("GET", "/apps/{app}/webhooks"): Case("/apps/service-2/webhooks"),
     ("POST", "/apps/{app}/webhooks"): Case(
         "/apps/service-2/webhooks", 201, {"url": "{hook_url}", **_HOOK}
@@ -138,10 +145,12 @@ def _build_world(api: Api) -> World:
     api.client.patch("/apps/service-2/config-vars", json={"SEEDED": "1"})
     delivery = api.client.get("/apps/service-2/webhook-deliveries").json()[0]
     token_id = api.client.get("/apps/service-2/tokens").json()[0]["id"]
+    spare = api.client.post("/operator-tokens", json={"description": "spare"}).json()
     values = {
         "addon": seed.addon["name"],
         "attachment": seed.attachment["id"],
         "token": token_id,
+        "operator_token": spare["id"],
         "webhook": hook["id"],
         "delivery": delivery["id"],
         "hook_url": hook_url,
@@ -208,6 +217,22 @@ def test_operator(world: World, request: pytest.FixtureRequest, route: tuple[str
     """The operator gets each endpoint's success status (writes on a world of their own)."""
     target = world if route[0] == "GET" else request.getfixturevalue("fresh_world")
     assert target.request(route, "operator") == expected(route, "operator")
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+def test_dashboard_needs_its_own_sign_in(world: World, principal: str) -> None:
+    """No API token, not even the operator's, opens a dashboard page: they all lead to sign-in."""
+    token = world.tokens[principal]
+    for path in ("/", "/ui/", "/ui/apps/service-2", "/ui/audit"):
+        answer = world.api.raw("GET", path, token=token)
+        assert answer.status == 303, path
+        assert answer.headers["location"] in ("/ui/", "/ui/sign-in"), path
+    assert world.api.raw("GET", "/ui/live/app/service-2", token=token).status == 401
+    before = dump_state(world.api.runtime.store.engine)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    answer = world.api.raw("POST", "/ui/apps", token=token, headers=form, body=b"name=via-token")
+    assert answer.status == 401
+    assert dump_state(world.api.runtime.store.engine) == before
 
 
 @pytest.mark.parametrize("principal", ["other-app", "own-app"])

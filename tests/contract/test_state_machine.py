@@ -71,6 +71,7 @@ class ModelAddon:
 
     billing: str
     pair: str
+    plan: str = "securekey:daily"
 
 
 def reset(store: SqlStore) -> None:
@@ -193,7 +194,7 @@ class EngineMachine(RuleBasedStateMachine):
         assert created.release.version == model.releases + 1
         assert created.attachment.var_name == f"{att}_KEY"
         pair = self.service.config_vars(app)[f"{att}_KEY"]
-        self.addons[name] = ModelAddon(billing=app, pair=pair)
+        self.addons[name] = ModelAddon(billing=app, pair=pair, plan=plan)
         model.attachments[att] = name
         model.releases += 1
 
@@ -257,6 +258,46 @@ class EngineMachine(RuleBasedStateMachine):
         assert app_ids == sorted(self.service.get_app(a).id for a in holders)
         self.addons[addon].pair = new_value
         self._release_on(holders)
+
+    @precondition(lambda self: self.apps)
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(["all", "plan", "app"]),
+        emergency=st.booleans(),
+        batch_size=st.integers(1, 3),
+    )
+    def rotate_matching(
+        self, data: st.DataObject, kind: str, emergency: bool, batch_size: int
+    ) -> None:
+        """The operator's bulk rotation, in small batches: exactly the matching add-ons rotate."""
+        if kind == "all":
+            chosen = set(self.addons)
+            given: dict[str, Any] = {"all_": True}
+        elif kind == "plan":
+            plan = data.draw(st.sampled_from(PLANS), label="plan")
+            chosen = {n for n, m in self.addons.items() if m.plan == plan}
+            given = {"plan": plan}
+        else:
+            app = self._draw_app(data)
+            held = set(self.apps[app].attachments.values())
+            chosen = {n for n, m in self.addons.items() if m.billing == app or n in held}
+            given = {"app": app}
+        old = {n: parse_pair(self.addons[n].pair) for n in chosen}
+        done = self.service.rotate_matching(**given, emergency=emergency, batch_size=batch_size)
+        assert (done.matched, done.rotated, done.failed) == (len(chosen), len(chosen), [])
+        assert done.next_after is None
+        holders = [self._apps_holding(n) for n in chosen]
+        assert done.releases == sum(len(h) for h in holders)
+        for name in chosen:
+            value = self._pair_on(name)
+            new = parse_pair(value)
+            if emergency:
+                assert {new.latest, new.previous}.isdisjoint({old[name].latest, old[name].previous})
+            else:
+                assert new.previous == old[name].latest
+            self.addons[name].pair = value
+        for apps in holders:
+            self._release_on(apps)
 
     @precondition(lambda self: self.addons)
     @rule(data=st.data(), force=st.booleans())

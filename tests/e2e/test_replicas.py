@@ -196,12 +196,14 @@ def test_replicas_started_together_agree_on_the_operator_token(pg_server: pg.PgS
 
         def start(store: SqlStore, together: threading.Barrier = together) -> str | None:
             together.wait(5)
-            return serve._ensure_operator_token(TokenService(store), "sko_test_" + "x" * 24)
+            tokens = TokenService(store, store.cipher)
+            return serve._ensure_operator_token(tokens, "sko_test_" + "x" * 24)
 
         try:
             with ThreadPoolExecutor(2) as pool:
                 assert list(pool.map(start, stores)) == [None, None]
-            operators = TokenService(stores[0]).authenticate("sko_test_" + "x" * 24)
+            tokens = TokenService(stores[0], stores[0].cipher)
+            operators = tokens.authenticate("sko_test_" + "x" * 24)
             assert operators.kind.value == "operator"
         finally:
             for store in stores:

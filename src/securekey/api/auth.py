@@ -1,29 +1,51 @@
-"""Who is calling: Bearer or Basic (token as password) credentials, checked against hashes.
+"""Who is calling: Bearer or Basic (token as password) credentials, checked against digests.
 
 Known tokens are cached briefly by their digest so the read path does not hit the database;
 revocation drops the cache in this process at once. Failed attempts are counted per client
-address and answered with 429 past a limit.
+address: past a limit, failures are answered 429 instead of 401. Valid credentials are never
+refused by the limiter, so failures from a shared address (a NAT, an attacker next door)
+cannot lock anyone out.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from datetime import datetime
 
 from securekey.domain.models import Principal, TokenKind
-from securekey.exceptions import AuthenticationError, ForbiddenError, RateLimitedError
-from securekey.services.tokens import TokenService, hash_token
+from securekey.exceptions import (
+    AuthenticationError,
+    ForbiddenError,
+    RateLimitedError,
+    SecureKeyError,
+)
+from securekey.services.tokens import USAGE_GRANULARITY, TokenService
 
 __all__ = [
     "Authenticator",
     "FailureLimiter",
     "credentials_from_header",
+    "one_header",
     "require_app_reader",
     "require_operator",
 ]
+
+log = logging.getLogger("securekey.api")
+
+SEVERAL_HEADERS = "Send one Authorization header, not several."
+
+
+def one_header(values: list[str]) -> str | None:
+    """The only ``Authorization`` header of a request; several are refused (never guessed)."""
+    if len(values) > 1:
+        raise AuthenticationError(SEVERAL_HEADERS)
+    return values[0] if values else None
 
 
 def credentials_from_header(value: str | None) -> str | None:
@@ -45,37 +67,58 @@ def credentials_from_header(value: str | None) -> str | None:
     raise AuthenticationError("Unsupported authorization scheme: use Bearer or Basic.")
 
 
-class FailureLimiter:
-    """At most ``limit`` failed authentications per client address per ``window`` seconds."""
+def client_key(address: str) -> str:
+    """What the limiter counts by: the address, or its /64 for IPv6 (one host's usual share)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
-    def __init__(self, limit: int = 30, window: float = 60.0) -> None:
+
+class FailureLimiter:
+    """Failed authentications per client: past ``limit`` in ``window`` seconds they get 429.
+
+    Only failures are counted and only failures are refused. At most ``max_clients`` clients
+    are remembered; past that the one whose last failure is oldest is forgotten first, so a
+    flood of addresses cannot wipe everyone's count at once.
+    """
+
+    def __init__(self, limit: int = 30, window: float = 60.0, max_clients: int = 10_000) -> None:
         self.limit = limit
         self.window = window
-        self._failures: dict[str, deque[float]] = {}
+        self.max_clients = max_clients
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def check(self, client: str) -> None:
-        """Raise ``RateLimitedError`` while ``client`` is over the limit."""
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def fail(self, client: str, error: AuthenticationError) -> SecureKeyError:
+        """Count one failure for ``client``; the error to answer it with (429 past the limit)."""
+        key = client_key(client)
         now = time.monotonic()
         with self._lock:
-            seen = self._failures.get(client)
-            if not seen:
-                return
+            seen = self._failures.pop(key, None)
+            if seen is None:
+                seen = deque(maxlen=self.limit + 1)
             while seen and now - seen[0] > self.window:
                 seen.popleft()
-            if len(seen) >= self.limit:
-                retry = max(1, int(self.window - (now - seen[0])) + 1)
-                raise RateLimitedError(
-                    "Too many failed authentication attempts; try again later.",
-                    retry_after=retry,
-                )
-
-    def fail(self, client: str) -> None:
-        """Count one failure for ``client``."""
-        with self._lock:
-            if len(self._failures) > 10_000:
-                self._failures.clear()
-            self._failures.setdefault(client, deque(maxlen=self.limit + 1)).append(time.monotonic())
+            seen.append(now)
+            self._failures[key] = seen  # most recent failure last
+            while len(self._failures) > self.max_clients:
+                self._failures.popitem(last=False)
+            if len(seen) <= self.limit:
+                return error
+            retry = max(1, int(self.window - (now - seen[0])) + 1)
+        return RateLimitedError(
+            "Too many failed authentication attempts from this address; try again later.",
+            retry_after=retry,
+        )
 
 
 class Authenticator:
@@ -86,27 +129,30 @@ class Authenticator:
         self.limiter = limiter
         self.ttl = ttl
         self._cache: dict[str, tuple[Principal, float]] = {}
+        self._used: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
     def cached(self, raw: str) -> Principal | None:
         """The principal for ``raw`` if recently verified (no database access)."""
-        entry = self._cache.get(hash_token(raw))
+        entry = self._cache.get(self.tokens.digest(raw))
         if entry is None or time.monotonic() - entry[1] > self.ttl:
             return None
         return entry[0]
 
-    def try_cached(self, header: str | None, client: str) -> Principal | None:
+    def try_cached(self, header: str | None) -> Principal | None:
         """The principal if these credentials were verified recently; never touches the database."""
-        self.limiter.check(client)
         try:
             raw = credentials_from_header(header)
         except AuthenticationError:
             return None
         return self.cached(raw) if raw else None
 
+    def refuse(self, client: str, error: AuthenticationError) -> SecureKeyError:
+        """Count a failed attempt by ``client``; the error to raise (429 past the limit)."""
+        return self.limiter.fail(client, error)
+
     def authenticate(self, header: str | None, client: str) -> Principal:
-        """Check credentials (may query the database); counts failures per ``client``."""
-        self.limiter.check(client)
+        """Check credentials (may query the database); failures count against ``client``."""
         try:
             raw = credentials_from_header(header)
             if raw is None:
@@ -117,14 +163,29 @@ class Authenticator:
             if found is not None:
                 return found
             principal = self.tokens.authenticate(raw)
-        except AuthenticationError:
-            self.limiter.fail(client)
-            raise
+        except AuthenticationError as error:
+            raise self.refuse(client, error) from None
         with self._lock:
             if len(self._cache) > 50_000:
                 self._cache.clear()
-            self._cache[hash_token(raw)] = (principal, time.monotonic())
+            self._cache[self.tokens.digest(raw)] = (principal, time.monotonic())
+        self._note_use(principal)
         return principal
+
+    def _note_use(self, principal: Principal) -> None:
+        """Move the token's ``last_used_at``, at most once a minute (per process, and in SQL)."""
+        now = self.tokens.clock.now()
+        last = self._used.get(principal.token_id)
+        if last is not None and now - last < USAGE_GRANULARITY:
+            return
+        with self._lock:
+            if len(self._used) > 100_000:
+                self._used.clear()  # only costs one extra write per token
+            self._used[principal.token_id] = now
+        try:
+            self.tokens.touch(principal.token_id)
+        except Exception as error:  # a busy database must not turn a good token away
+            log.warning("could not record a token's use: %s", type(error).__name__)
 
     def forget(self, token_id: str | None = None) -> None:
         """Drop cached tokens (one by id, or all)."""

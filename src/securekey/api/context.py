@@ -9,11 +9,16 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from securekey.api.auth import Authenticator, require_app_reader, require_operator
-from securekey.api.live import CachedConfig, ConfigCache, ReleaseHub
+from securekey.api.auth import Authenticator, one_header, require_app_reader, require_operator
+from securekey.api.live import CachedConfig, ConfigCache, ReleaseHub, StreamSlots
 from securekey.api.metrics import Metrics
 from securekey.domain.models import Principal, TokenKind
-from securekey.exceptions import ForbiddenError, NotFoundError, ValidationError
+from securekey.exceptions import (
+    AuthenticationError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+)
 from securekey.scheduler import Scheduler
 from securekey.services import SecureKeyService
 from securekey.services.tokens import TokenService
@@ -47,6 +52,7 @@ class ApiContext:
     cache: ConfigCache
     metrics: Metrics
     scheduler: Scheduler | None = None
+    streams: StreamSlots = field(default_factory=StreamSlots)
     ready: bool = True
     ping_interval: float = 15.0
     extra: dict[str, object] = field(default_factory=dict)
@@ -105,9 +111,12 @@ def check_path_params(request: Request) -> None:
 
 async def _authenticated(request: Request) -> Principal:
     ctx = ctx_of(request)
-    header = request.headers.get("authorization")
     client = _client(request)
-    known = ctx.auth.try_cached(header, client)
+    try:
+        header = one_header(request.headers.getlist("authorization"))
+    except AuthenticationError as error:
+        raise ctx.auth.refuse(client, error) from None
+    known = ctx.auth.try_cached(header)
     if known is not None:
         return known
     return await run_in_threadpool(ctx.auth.authenticate, header, client)

@@ -15,9 +15,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from securekey.exceptions import RateLimitedError
 from securekey.services import ReleaseNotice
 
-__all__ = ["CachedConfig", "ConfigCache", "PgReleaseListener", "ReleaseHub", "ReleaseSink"]
+__all__ = [
+    "CachedConfig",
+    "ConfigCache",
+    "PgReleaseListener",
+    "ReleaseHub",
+    "ReleaseSink",
+    "StreamSlots",
+]
 
 log = logging.getLogger("securekey.live")
 
@@ -87,6 +95,50 @@ class ReleaseHub:
             return True
         except TimeoutError:
             return False
+
+
+class StreamSlots:
+    """Open live streams, counted per token and in all, each under its cap.
+
+    A stream holds a socket and a coroutine for as long as the client likes: without a cap
+    one token could open streams until the process runs out of file descriptors.
+    """
+
+    def __init__(self, per_token: int = 20, total: int = 10_000) -> None:
+        self.per_token = per_token
+        self.total = total
+        self._open: dict[str, int] = {}
+        self.count = 0
+
+    def acquire(self, token_id: str) -> None:
+        """Take a slot for ``token_id``, or raise ``RateLimitedError`` (429) naming the cap."""
+        mine = self._open.get(token_id, 0)
+        if mine >= self.per_token:
+            raise RateLimitedError(
+                f"This token already has {mine} open config streams, the most this server "
+                "allows per token; close one (or use another token) before opening another.",
+                retry_after=5,
+            )
+        if self.count >= self.total:
+            raise RateLimitedError(
+                f"This server has {self.count} open config streams, its limit; try again later.",
+                retry_after=5,
+            )
+        self._open[token_id] = mine + 1
+        self.count += 1
+
+    def release(self, token_id: str) -> None:
+        """Give back a slot taken by ``acquire``."""
+        left = self._open.get(token_id, 0) - 1
+        if left > 0:
+            self._open[token_id] = left
+        else:
+            self._open.pop(token_id, None)
+        self.count -= 1
+
+    def open_for(self, token_id: str) -> int:
+        """How many streams ``token_id`` holds open."""
+        return self._open.get(token_id, 0)
 
 
 @dataclass(frozen=True, slots=True)

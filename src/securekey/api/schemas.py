@@ -280,12 +280,16 @@ class RotationOut(_Out):
 
 
 class TokenOut(_Out):
-    """A token's metadata."""
+    """A token's metadata: ``source`` is api, env, generated or offline; ``last_used_at`` is
+    coarse (moves at most once a minute); ``current`` marks the caller's own operator token."""
 
     id: str
     kind: str
     description: str
+    source: str
     created_at: str
+    last_used_at: str | None = None
+    current: bool | None = None
 
 
 class TokenCreatedOut(TokenOut):

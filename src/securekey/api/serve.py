@@ -15,11 +15,12 @@ import uvicorn
 from securekey.api.app import create_api
 from securekey.api.live import ReleaseHub
 from securekey.config import Settings
+from securekey.domain.models import Token
 from securekey.exceptions import BusyError, ConfigurationError
 from securekey.runtime import open_runtime
 from securekey.services.tokens import TokenService
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "mint_operator_token", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -31,7 +32,8 @@ def _announce_token(token: str, host: str, port: int) -> None:
         "\n".join(
             [
                 "",
-                "A new operator token was created. It is shown this once; only its hash is stored.",
+                "A new operator token was created. It is shown this once; only a keyed digest "
+                "is stored.",
                 "",
                 f"    {token}",
                 "",
@@ -87,6 +89,19 @@ def _env_seconds(name: str, default: float) -> float:
     return value
 
 
+def mint_operator_token(
+    *, data_dir: Path | None = None, database_url: str | None = None, description: str | None
+) -> tuple[Token, str]:
+    """A new operator token written straight into the database (no server needed), once."""
+    settings = Settings.from_env().with_overrides(data_dir=data_dir, database_url=database_url)
+    runtime = open_runtime(settings)
+    try:
+        tokens = TokenService(runtime.store, runtime.store.cipher)
+        return tokens.create_operator_token(description, source="offline", actor="server")
+    finally:
+        runtime.close()
+
+
 def serve(
     *,
     host: str = DEFAULT_HOST,
@@ -95,6 +110,9 @@ def serve(
     database_url: str | None = None,
     scheduler_interval: float = 1.0,
     log_level: str = "info",
+    forwarded_allow_ips: str = "",
+    max_streams_per_token: int = 20,
+    max_streams: int = 10_000,
 ) -> None:
     """Run the server until interrupted (reads ``SECUREKEY_*`` from the environment)."""
     logging.basicConfig(
@@ -108,13 +126,19 @@ def serve(
     where = settings.data_dir.resolve() if settings.embedded else "the configured database"
     logging.getLogger("securekey").info("data in %s", where)
     fresh = _ensure_operator_token(
-        TokenService(runtime.store), os.environ.get("SECUREKEY_OPERATOR_TOKEN") or None
+        TokenService(runtime.store, runtime.store.cipher),
+        os.environ.get("SECUREKEY_OPERATOR_TOKEN") or None,
     )
     if fresh is not None:
         _announce_token(fresh, host, port)
     app = create_api(
-        runtime, scheduler_interval=scheduler_interval, webhook_backoff=webhook_backoff
+        runtime,
+        scheduler_interval=scheduler_interval,
+        webhook_backoff=webhook_backoff,
+        max_streams_per_token=max_streams_per_token,
+        max_streams=max_streams,
     )
+    proxies = forwarded_allow_ips.strip()
     config = uvicorn.Config(
         app,
         host=host,
@@ -122,6 +146,11 @@ def serve(
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=_GRACE,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: a client on
+        # this host (or behind an unlisted proxy) could then pick the address the failed-auth
+        # limit counts. Trust no proxy unless the operator names them.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or "",
     )
     server = _Server(config, app.state.ctx.hub)
     try:

@@ -3,59 +3,141 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from securekey import __version__
-from securekey.cli.context import use
+from securekey.cli.context import JsonOption, use
 from securekey.cli.errors import CliError
 
 __all__ = ["register"]
 
 
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Directory of the embedded SQLite database (./data)."),
+]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="PostgreSQL URL instead of the embedded database."),
+]
+
+server_app = typer.Typer(
+    name="server",
+    help="Run the API server; `server operator-token create` mints an operator token offline.",
+)
+operator_token_app = typer.Typer(
+    name="operator-token",
+    help="Operator tokens straight in the database, for when every token is lost.",
+    no_args_is_help=True,
+)
+
+
+def _server_module() -> Any:
+    # Imported here: the server's dependencies are not needed (nor installed) for the client.
+    try:
+        from securekey.api import serve
+    except ModuleNotFoundError as exc:
+        raise CliError(
+            f"The server needs {exc.name}, which is not installed: pip install 'securekey[server]'."
+        ) from None
+    return serve
+
+
+@server_app.callback(invoke_without_command=True)
 def server(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 5000,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Directory of the embedded SQLite database (./data)."),
-    ] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option("--database-url", help="PostgreSQL URL instead of the embedded database."),
-    ] = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
     scheduler_interval: Annotated[
         float, typer.Option("--scheduler-interval", help="Seconds between due-rotation checks.")
     ] = 1.0,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            "--forwarded-allow-ips",
+            metavar="IPS",
+            help="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are believed "
+            "('*' for any). Default: none, so the failed-auth limit counts the connecting "
+            "address and no client can pick its own.",
+        ),
+    ] = "",
+    max_streams_per_token: Annotated[
+        int,
+        typer.Option("--max-streams-per-token", min=1, help="Open config streams per token."),
+    ] = 20,
+    max_streams: Annotated[
+        int, typer.Option("--max-streams", min=1, help="Open config streams in all.")
+    ] = 10_000,
 ) -> None:
     """Run the API server.
 
     SQLite in ./data by default; a first start prints an operator token, once.
+    Lost every operator token? `securekey server operator-token create` mints one offline.
 
     \b
     Example:
       $ securekey server --data-dir ./data --port 5000
+      $ securekey server operator-token create --data-dir ./data
     """
-    # Imported here: the server's dependencies are not needed (nor installed) for the client.
-    try:
-        from securekey.api.serve import serve
-    except ModuleNotFoundError as exc:
-        raise CliError(
-            f"The server needs {exc.name}, which is not installed: pip install 'securekey[server]'."
-        ) from None
-
-    serve(
+    if ctx.invoked_subcommand is not None:
+        return
+    _server_module().serve(
         host=host,
         port=port,
         data_dir=data_dir,
         database_url=database_url,
         scheduler_interval=scheduler_interval,
         log_level=log_level,
+        forwarded_allow_ips=forwarded_allow_ips,
+        max_streams_per_token=max_streams_per_token,
+        max_streams=max_streams,
     )
+
+
+@operator_token_app.command("create")
+def operator_token_create(
+    ctx: typer.Context,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    description: Annotated[
+        str | None,
+        typer.Option("--description", "-d", metavar="TEXT", help="What the token is for."),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Mint an operator token directly in the database (no server, no token needed).
+
+    For when every operator token is lost or revoked. Needs the database and its master key
+    (SECUREKEY_MASTER_KEY, or master.key in the data directory), like the server. The token
+    is printed once, alone on stdout.
+
+    \b
+    Example:
+      $ securekey server operator-token create --data-dir ./data -d "break glass"
+      sko_Hq…
+    """
+    cli = use(ctx)
+    token, raw = _server_module().mint_operator_token(
+        data_dir=data_dir, database_url=database_url, description=description
+    )
+    if json:
+        cli.out.json({"id": token.id, "description": token.description, "token": raw})
+        return
+    cli.out.raw(raw)
+    cli.out.tell(
+        f"Operator token {token.id} created; this is the only time it is shown. "
+        f"Revoke it with `securekey tokens:revoke {token.id} --operator`."
+    )
+
+
+server_app.add_typer(operator_token_app)
 
 
 def version(ctx: typer.Context) -> None:
@@ -71,5 +153,5 @@ def version(ctx: typer.Context) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to ``app``."""
-    app.command("server")(server)
+    app.add_typer(server_app)
     app.command("version")(version)

@@ -157,7 +157,13 @@ class TokenKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    """A stored token: only the SHA-256 of its value is kept, never the value."""
+    """A stored token: only a keyed digest of its value is kept, never the value.
+
+    ``source`` says where it came from (``api``, ``env`` for ``SECUREKEY_OPERATOR_TOKEN``,
+    ``generated`` at first start, ``offline`` from ``securekey server operator-token``);
+    ``hash_scheme`` is ``hmac-sha256``, or ``sha256`` for a digest stored before keying.
+    A revoked operator token stays as a tombstone (``revoked_at``) so it cannot come back.
+    """
 
     id: str
     kind: TokenKind
@@ -166,6 +172,9 @@ class Token:
     description: str
     created_at: datetime
     last_used_at: datetime | None = None
+    source: str = "api"
+    hash_scheme: str = "hmac-sha256"
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

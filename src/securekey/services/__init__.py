@@ -2,20 +2,28 @@
 
 from securekey.services.core import (
     DEFAULT_ATTACHMENT,
+    MAX_ROTATION_BATCH,
     AddonCreated,
+    BulkRotation,
     Fingerprinter,
     Rotated,
+    RotationBatch,
+    RotationFailure,
     SecureKeyService,
 )
 from securekey.services.ports import ReleaseNotice, Repository, Store
 
 __all__ = [
     "DEFAULT_ATTACHMENT",
+    "MAX_ROTATION_BATCH",
     "AddonCreated",
+    "BulkRotation",
     "Fingerprinter",
     "ReleaseNotice",
     "Repository",
     "Rotated",
+    "RotationBatch",
+    "RotationFailure",
     "SecureKeyService",
     "Store",
 ]

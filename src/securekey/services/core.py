@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from securekey.domain import names
 from securekey.domain.clock import Clock, SystemClock
@@ -31,29 +30,39 @@ from securekey.domain.plans import Plan, parse_period, parse_plan
 from securekey.domain.rotation import (
     describe_attach,
     describe_detach,
-    describe_rotation,
     describe_set,
     describe_unset,
     next_rotation_at,
-    rotate_pair,
 )
 from securekey.exceptions import (
     AttachedElsewhereError,
     ConflictError,
     LastAttachmentError,
     NotFoundError,
-    RotationFailedError,
-    SecureKeyError,
     ValidationError,
 )
 from securekey.services.ports import Repository, Store
+from securekey.services.rotation import (
+    BulkRotation,
+    Fingerprinter,
+    Rotated,
+    RotationBatch,
+    RotationFailure,
+    failure_event,
+    rotate_all,
+    rotate_locked,
+)
 from securekey.services.webhooks import enqueue_release
 
 __all__ = [
     "DEFAULT_ATTACHMENT",
+    "MAX_ROTATION_BATCH",
     "AddonCreated",
+    "BulkRotation",
     "Fingerprinter",
     "Rotated",
+    "RotationBatch",
+    "RotationFailure",
     "SecureKeyService",
 ]
 
@@ -62,12 +71,8 @@ log = logging.getLogger("securekey.services")
 DEFAULT_ATTACHMENT = "SECURE"
 _MAX_VALUE = 32 * 1024
 _NAME_TRIES = 20
-
-
-class Fingerprinter(Protocol):
-    """Keyed fingerprints of config snapshots (``securekey.crypto.Cipher`` is one)."""
-
-    def fingerprint(self, data: bytes) -> str: ...
+#: The most add-ons one rotation transaction holds (and one request may ask for at once).
+MAX_ROTATION_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +82,6 @@ class AddonCreated:
     addon: Addon
     attachment: Attachment
     release: Release
-
-
-@dataclass(frozen=True, slots=True)
-class Rotated:
-    """An add-on after a rotation, with the release made on each attached app."""
-
-    addon: Addon
-    fingerprints: tuple[str, str]
-    releases: list[Release] = field(default_factory=list)
 
 
 class SecureKeyService:
@@ -507,22 +503,95 @@ class SecureKeyService:
         now = self.clock.now()
         with self.store.transaction() as tx:
             addon = self._addon(tx, addon_ref, lock=True)
-            return self._rotate(tx, addon, emergency=emergency, actor=actor, now=now)
+            (rotated,) = rotate_all(
+                tx, [addon], self._fp, emergency=emergency, actor=actor, now=now
+            )
+            return rotated
 
-    def rotate_next_due(
-        self, now: datetime, exclude: Iterable[str] = (), *, actor: str = "scheduler"
-    ) -> Rotated | None:
-        """Claim one due add-on (skipping any another process holds) and rotate it."""
+    def rotate_due(
+        self,
+        now: datetime,
+        *,
+        limit: int = 1,
+        exclude: Iterable[str] = (),
+        actor: str = "scheduler",
+    ) -> RotationBatch:
+        """Claim up to ``limit`` due add-ons (skipping any another process holds) and rotate
+        them in one transaction; one that fails is rolled back alone and audited as failed."""
         with self.store.transaction() as tx:
-            addon = tx.claim_due(now, frozenset(exclude))
-            if addon is None:
-                return None
-            try:
-                return self._rotate(tx, addon, emergency=False, actor=actor, now=now)
-            except SecureKeyError as exc:
-                raise RotationFailedError(addon.id, addon.name, exc.message) from exc
-            except Exception as exc:
-                raise RotationFailedError(addon.id, addon.name, type(exc).__name__) from exc
+            addons = tx.claim_due(now, frozenset(exclude), max(1, limit))
+            if not addons:
+                return RotationBatch()
+            return rotate_locked(tx, addons, self._fp, emergency=False, actor=actor, now=now)
+
+    def rotate_matching(
+        self,
+        *,
+        all_: bool = False,
+        plan: object = None,
+        app: object = None,
+        emergency: bool = False,
+        actor: str = "operator",
+        batch_size: int = 500,
+        limit: int | None = None,
+        after: object = None,
+        dry_run: bool = False,
+    ) -> BulkRotation:
+        """Rotate now every add-on matching one filter: ``all_``, a ``plan``, or an ``app``
+        (add-ons billed to or attached to it) — the incident case.
+
+        Add-ons go in id order, ``batch_size`` per transaction; ``limit`` stops after that
+        many and ``next_after`` says where to go on (``after``). ``dry_run`` only counts.
+        """
+        chosen = [
+            n for n, v in (("all", all_), ("plan", plan), ("app", app)) if v not in (None, False)
+        ]
+        if all_ not in (True, False) or len(chosen) != 1:
+            raise ValidationError(
+                "filter", "Give exactly one filter: all (true), a plan, or an app."
+            )
+        plan_name = None if plan is None else parse_plan(plan).name
+        for name, value, top in (
+            ("batch_size", batch_size, MAX_ROTATION_BATCH),
+            ("limit", limit, None),
+        ):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValidationError(name, f"{name} must be a whole number of at least 1.")
+            if top is not None and value > top:
+                raise ValidationError(name, f"{name} must be at most {top}.")
+        if after is not None and not (isinstance(after, str) and _plausible(after)):
+            raise ValidationError("after", "after must be an add-on id from a previous answer.")
+        cursor: str | None = after
+        with self.store.transaction(write=False) as tx:
+            app_id = None
+            if app is not None:
+                if not isinstance(app, str):
+                    raise ValidationError("app", "app must be an app name or id.")
+                app_id = self._app(tx, app).id
+            result = BulkRotation(tx.count_addons(after=cursor, plan=plan_name, app_id=app_id))
+        if dry_run:
+            return result
+        done = 0
+        while limit is None or done < limit:
+            size = batch_size if limit is None else min(batch_size, limit - done)
+            now = self.clock.now()
+            with self.store.transaction() as tx:
+                addons = tx.lock_addons(after=cursor, limit=size, plan=plan_name, app_id=app_id)
+                batch = rotate_locked(
+                    tx, addons, self._fp, emergency=emergency, actor=actor, now=now
+                )
+            result.rotated += len(batch.rotated)
+            result.releases += sum(len(r.releases) for r in batch.rotated)
+            result.failed += batch.failed
+            done += len(addons)
+            if len(addons) < size:
+                cursor = None
+                break
+            cursor = addons[-1].id
+        result.next_after = cursor
+        return result
 
     def next_due(self, now: datetime) -> bool:
         """Whether any add-on is due at ``now`` (a cheap indexed read)."""
@@ -535,16 +604,7 @@ class SecureKeyService:
         with self.store.transaction() as tx:
             addon = tx.get_addon(addon_id)
             name = addon.name if addon else addon_id
-            self._audit(
-                tx,
-                actor,
-                "addon.rotate_failed",
-                "addon",
-                addon_id,
-                name,
-                {"reason": reason[:200]},
-                now,
-            )
+            tx.add_event(failure_event(RotationFailure(addon_id, name, reason), actor, now))
 
     # ----------------------------------------------------------------- audit
 
@@ -556,56 +616,6 @@ class SecureKeyService:
             return tx.list_events(action=action, target_id=target_id, limit=limit)
 
     # -------------------------------------------------------------- internal
-
-    def _rotate(
-        self, tx: Repository, addon: Addon, *, emergency: bool, actor: str, now: datetime
-    ) -> Rotated:
-        pair = tx.get_pairs([addon.id])[addon.id]
-        outcome = rotate_pair(pair, addon.key_version, emergency=emergency)
-        updated = replace(
-            addon,
-            key_version=outcome.latest_version,
-            last_rotated_at=now,
-            next_rotation_at=next_rotation_at(now, addon.period),
-            updated_at=now,
-        )
-        tx.store_rotation(updated, outcome, now)
-        releases = []
-        # One release per app, even when an app holds the add-on under several names.
-        by_app: dict[str, list[str]] = {}
-        for att in sorted(tx.list_attachments(addon_id=addon.id), key=lambda a: (a.app_id, a.name)):
-            by_app.setdefault(att.app_id, []).append(att.name)
-        for app_id, att_names in by_app.items():
-            app = self._app(tx, app_id)
-            text = describe_rotation(", ".join(att_names), addon.name, emergency=emergency)
-            releases.append(self._release(tx, app, text, actor, now))
-        action = "addon.rotate_emergency" if emergency else "addon.rotate"
-        self._audit(
-            tx,
-            actor,
-            action,
-            "addon",
-            addon.id,
-            addon.name,
-            {
-                "retired": pair.previous.fingerprint
-                if not emergency
-                else f"{pair.latest.fingerprint},{pair.previous.fingerprint}",
-                "latest": outcome.pair.latest.fingerprint,
-                "previous": outcome.pair.previous.fingerprint,
-                "apps": str(len(by_app)),
-            },
-            now,
-        )
-        log.info(
-            "rotated %s%s: latest %s, previous %s, %d app(s)",
-            addon.name,
-            " (emergency)" if emergency else "",
-            outcome.pair.latest.fingerprint,
-            outcome.pair.previous.fingerprint,
-            len(by_app),
-        )
-        return Rotated(updated, outcome.pair.fingerprints, releases)
 
     def _destroy_addon(
         self,

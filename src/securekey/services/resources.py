@@ -206,16 +206,23 @@ def key_version_resource(key: KeyVersion) -> dict[str, Any]:
     }
 
 
-def token_resource(token: Token, app: App | None) -> dict[str, Any]:
-    """A token's metadata (its value is shown once, at creation, by the caller)."""
-    return {
+def token_resource(token: Token, app: App | None, *, current: bool | None = None) -> dict[str, Any]:
+    """A token's metadata (its value is shown once, at creation, by the caller).
+
+    ``current`` (operator tokens) says whether it is the caller's own token.
+    """
+    out: dict[str, Any] = {
         "id": token.id,
         "kind": token.kind.value,
         "description": token.description,
         "app": _ref(app) if app else None,
+        "source": token.source,
         "created_at": iso(token.created_at),
         "last_used_at": iso(token.last_used_at),
     }
+    if current is not None:
+        out["current"] = current
+    return out
 
 
 def webhook_resource(webhook: Webhook, app: App) -> dict[str, Any]:

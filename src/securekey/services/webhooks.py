@@ -23,7 +23,13 @@ from securekey.exceptions import NotFoundError, ValidationError
 from securekey.services.ports import Repository, Store
 from securekey.services.resources import ACCOUNT_EMAIL, ACCOUNT_ID, iso, release_resource
 
-__all__ = ["EVENT_KINDS", "WebhookService", "enqueue_release", "sign_body"]
+__all__ = [
+    "EVENT_KINDS",
+    "WebhookService",
+    "enqueue_release",
+    "release_deliveries",
+    "sign_body",
+]
 
 #: Event kinds a webhook may include; releases are what securekey emits.
 EVENT_KINDS = ("api:release",)
@@ -37,9 +43,17 @@ def sign_body(secret: str, body: bytes) -> str:
 
 def enqueue_release(tx: Repository, app: App, release: Release, now: datetime) -> None:
     """Queue an ``api:release`` event for each of the app's webhooks (same transaction)."""
-    hooks = [h for h in tx.list_webhooks(app.id) if "api:release" in h.include]
+    for delivery in release_deliveries(app, tx.list_webhooks(app.id), release, now):
+        tx.add_delivery(delivery)
+
+
+def release_deliveries(
+    app: App, webhooks: list[Webhook], release: Release, now: datetime
+) -> list[Delivery]:
+    """The deliveries of an ``api:release`` event to those of ``webhooks`` that include it."""
+    hooks = [h for h in webhooks if "api:release" in h.include]
     if not hooks:
-        return
+        return []
     current = replace(app, release=release.version)
     event_id = new_id()
     payload = json.dumps(
@@ -58,24 +72,24 @@ def enqueue_release(tx: Repository, app: App, release: Release, now: datetime) -
         },
         sort_keys=True,
     )
-    for hook in hooks:
-        tx.add_delivery(
-            Delivery(
-                new_id(),
-                hook.id,
-                app.id,
-                event_id,
-                "api:release",
-                payload,
-                "pending",
-                0,
-                now,
-                None,
-                None,
-                now,
-                now,
-            )
+    return [
+        Delivery(
+            new_id(),
+            hook.id,
+            app.id,
+            event_id,
+            "api:release",
+            payload,
+            "pending",
+            0,
+            now,
+            None,
+            None,
+            now,
+            now,
         )
+        for hook in hooks
+    ]
 
 
 class WebhookService:

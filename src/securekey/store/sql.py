@@ -62,6 +62,7 @@ class SqlStore:
         self._lock = threading.Lock()
         if migrate:
             upgrade(engine)
+        self._key_legacy_token_digests()
 
     @classmethod
     def open(cls, url: str, cipher: Cipher, *, migrate: bool = True) -> SqlStore:
@@ -105,6 +106,22 @@ class SqlStore:
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+
+    def _key_legacy_token_digests(self) -> None:
+        """Turn plain SHA-256 token digests (before migration 0004) into keyed ones, in place.
+
+        Only the store holds the master key, so this runs here rather than in the migration.
+        Idempotent, and safe with replicas starting together (each row changes once).
+        """
+        legacy = t.tokens.c.hash_scheme == "sha256"
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(t.tokens.c.id, t.tokens.c.token_hash).where(legacy))
+            for token_id, digest in list(rows):
+                conn.execute(
+                    t.tokens.update()
+                    .where(t.tokens.c.id == token_id, legacy)
+                    .values(token_hash=self.cipher.token_digest(digest), hash_scheme="hmac-sha256")
+                )
 
 
 class SqlRepository:
@@ -161,17 +178,7 @@ class SqlRepository:
         return int(version)
 
     def add_release(self, release: Release) -> None:
-        self.conn.execute(
-            t.releases.insert().values(
-                id=release.id,
-                app_id=release.app_id,
-                version=release.version,
-                description=release.description,
-                config_fingerprint=release.config_fingerprint,
-                actor=release.actor,
-                created_at=release.created_at,
-            )
-        )
+        self.conn.execute(t.releases.insert().values(**_release_row(release)))
         self._notices.append(ReleaseNotice(release.app_id, release.version))
         if self._pg:
             # Other replicas learn of the release on commit; the payload carries ids only.
@@ -301,37 +308,6 @@ class SqlRepository:
             pairs[addon_id] = KeyPair(slots[KeyState.LATEST.value], slots[KeyState.PREVIOUS.value])
         return pairs
 
-    def store_rotation(self, addon: Addon, outcome: RotationOutcome, at: datetime) -> None:
-        for version, state in outcome.transitions:
-            self.conn.execute(
-                t.key_versions.update()
-                .where(t.key_versions.c.addon_id == addon.id, t.key_versions.c.version == version)
-                .values(
-                    state=state.value,
-                    material_enc=None
-                    if state in (KeyState.RETIRED, KeyState.REVOKED)
-                    else t.key_versions.c.material_enc,
-                    retired_at=at if state in (KeyState.RETIRED, KeyState.REVOKED) else None,
-                )
-            )
-        new_versions = [(outcome.latest_version, KeyState.LATEST, outcome.pair.latest)]
-        if outcome.previous_version not in {v for v, _ in outcome.transitions}:
-            new_versions.append(
-                (outcome.previous_version, KeyState.PREVIOUS, outcome.pair.previous)
-            )
-        for version, state, key in new_versions:
-            self._insert_key(addon.id, version, state, key, at)
-        self.conn.execute(
-            t.addons.update()
-            .where(t.addons.c.id == addon.id)
-            .values(
-                key_version=addon.key_version,
-                last_rotated_at=addon.last_rotated_at,
-                next_rotation_at=addon.next_rotation_at,
-                updated_at=addon.updated_at,
-            )
-        )
-
     def list_key_versions(self, addon_id: str) -> list[KeyVersion]:
         rows = self.conn.execute(
             sa.select(
@@ -358,35 +334,216 @@ class SqlRepository:
         query = sa.select(t.addons.c.id).where(t.addons.c.next_rotation_at <= now).limit(1)
         return self.conn.execute(query).first() is not None
 
-    def claim_due(self, now: datetime, exclude: Collection[str]) -> Addon | None:
+    def claim_due(self, now: datetime, exclude: Collection[str], limit: int) -> list[Addon]:
         query = (
             sa.select(t.addons)
             .where(t.addons.c.next_rotation_at <= now)
             .order_by(t.addons.c.next_rotation_at)
-            .limit(1)
+            .limit(limit)
         )
         if exclude:
             query = query.where(t.addons.c.id.not_in(list(exclude)))
         if self._pg:
             # Another process holding a row is rotating it: skip it, never wait, never repeat.
             query = query.with_for_update(skip_locked=True)
-        row = self.conn.execute(query).mappings().first()
-        return _addon(row) if row else None
+        return [_addon(r) for r in self.conn.execute(query).mappings()]
+
+    def lock_addons(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        plan: str | None = None,
+        app_id: str | None = None,
+    ) -> list[Addon]:
+        query = _matching(sa.select(t.addons), plan, app_id).order_by(t.addons.c.id).limit(limit)
+        if after is not None:
+            query = query.where(t.addons.c.id > after)
+        if self._pg:
+            # Wait for a scheduler holding one (it commits soon); id order never deadlocks.
+            query = query.with_for_update()
+        return [_addon(r) for r in self.conn.execute(query).mappings()]
+
+    def count_addons(
+        self, *, after: str | None = None, plan: str | None = None, app_id: str | None = None
+    ) -> int:
+        query = _matching(sa.select(sa.func.count()).select_from(t.addons), plan, app_id)
+        if after is not None:
+            query = query.where(t.addons.c.id > after)
+        return int(self.conn.execute(query).scalar_one())
+
+    # ----------------------------------------------------- batched rotation
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: an exception inside undoes only what the block wrote."""
+        mark = len(self._notices)
+        try:
+            with self.conn.begin_nested():
+                yield
+        except BaseException:
+            # A release rolled back here was never made: nobody may hear of it.
+            del self._notices[mark:]
+            raise
+
+    def lock_apps(self, app_ids: Collection[str]) -> dict[str, App]:
+        if not app_ids:
+            return {}
+        query = sa.select(t.apps).where(t.apps.c.id.in_(list(app_ids))).order_by(t.apps.c.id)
+        if self._pg:
+            # One statement, rows locked in id order: the order every use case takes apps in.
+            query = query.with_for_update()
+        return {r["id"]: _app(r) for r in self.conn.execute(query).mappings()}
+
+    def list_attachments_of(
+        self, *, addon_ids: Collection[str] = (), app_ids: Collection[str] = ()
+    ) -> list[Attachment]:
+        clauses = []
+        if addon_ids:
+            clauses.append(t.attachments.c.addon_id.in_(list(addon_ids)))
+        if app_ids:
+            clauses.append(t.attachments.c.app_id.in_(list(app_ids)))
+        if not clauses:
+            return []
+        query = (
+            sa.select(t.attachments)
+            .where(sa.or_(*clauses))
+            .order_by(t.attachments.c.created_at, t.attachments.c.name)
+        )
+        return [_attachment(r) for r in self.conn.execute(query).mappings()]
+
+    def get_plain_vars_of(self, app_ids: Collection[str]) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {app_id: {} for app_id in app_ids}
+        if not app_ids:
+            return found
+        rows = self.conn.execute(
+            sa.select(
+                t.config_vars.c.app_id, t.config_vars.c.name, t.config_vars.c.value_enc
+            ).where(t.config_vars.c.app_id.in_(list(app_ids)))
+        )
+        for app_id, name, blob in rows:
+            found[app_id][name] = self.cipher.decrypt(blob, _var_aad(app_id, name)).decode()
+        return found
+
+    def list_webhooks_of(self, app_ids: Collection[str]) -> dict[str, list[Webhook]]:
+        found: dict[str, list[Webhook]] = {app_id: [] for app_id in app_ids}
+        if not app_ids:
+            return found
+        query = (
+            sa.select(t.webhooks)
+            .where(t.webhooks.c.app_id.in_(list(app_ids)))
+            .order_by(t.webhooks.c.created_at, t.webhooks.c.id)
+        )
+        for row in self.conn.execute(query).mappings():
+            found[row["app_id"]].append(self._webhook(row))
+        return found
+
+    def store_rotations(
+        self, rotations: Sequence[tuple[Addon, RotationOutcome]], at: datetime
+    ) -> None:
+        moved: list[dict[str, Any]] = []
+        gone: list[dict[str, Any]] = []
+        fresh: list[dict[str, Any]] = []
+        for addon, outcome in rotations:
+            for version, state in outcome.transitions:
+                row = {"b_addon": addon.id, "b_version": version, "b_state": state.value}
+                (gone if state in (KeyState.RETIRED, KeyState.REVOKED) else moved).append(row)
+            new_versions = [(outcome.latest_version, KeyState.LATEST, outcome.pair.latest)]
+            if outcome.previous_version not in {v for v, _ in outcome.transitions}:
+                new_versions.append(
+                    (outcome.previous_version, KeyState.PREVIOUS, outcome.pair.previous)
+                )
+            fresh += [self._key_row(addon.id, v, s, k, at) for v, s, k in new_versions]
+        kv = t.key_versions.c
+        where = (kv.addon_id == sa.bindparam("b_addon"), kv.version == sa.bindparam("b_version"))
+        if moved:
+            self.conn.execute(
+                t.key_versions.update().where(*where).values(state=sa.bindparam("b_state")),
+                moved,
+            )
+        if gone:
+            # History keeps fingerprints and times; the material leaves the database.
+            self.conn.execute(
+                t.key_versions.update()
+                .where(*where)
+                .values(state=sa.bindparam("b_state"), material_enc=None, retired_at=at),
+                gone,
+            )
+        if fresh:
+            self.conn.execute(t.key_versions.insert(), fresh)
+        if rotations:
+            self.conn.execute(
+                t.addons.update()
+                .where(t.addons.c.id == sa.bindparam("b_id"))
+                .values(
+                    key_version=sa.bindparam("b_key_version"),
+                    last_rotated_at=sa.bindparam("b_last"),
+                    next_rotation_at=sa.bindparam("b_next"),
+                    updated_at=sa.bindparam("b_updated"),
+                ),
+                [
+                    {
+                        "b_id": a.id,
+                        "b_key_version": a.key_version,
+                        "b_last": a.last_rotated_at,
+                        "b_next": a.next_rotation_at,
+                        "b_updated": a.updated_at,
+                    }
+                    for a, _ in rotations
+                ],
+            )
+
+    def add_releases(self, releases: Sequence[Release]) -> None:
+        if not releases:
+            return
+        self.conn.execute(t.releases.insert(), [_release_row(r) for r in releases])
+        self._notices.extend(ReleaseNotice(r.app_id, r.version) for r in releases)
+        if self._pg:
+            # One statement for every notice; PostgreSQL delivers them, in order, on commit.
+            self.conn.execute(
+                sa.text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) p"),
+                {
+                    "channel": RELEASE_CHANNEL,
+                    "payloads": [f"{r.app_id}:{r.version}" for r in releases],
+                },
+            )
+
+    def set_release_versions(self, versions: Mapping[str, int], at: datetime) -> None:
+        if not versions:
+            return
+        self.conn.execute(
+            t.apps.update()
+            .where(t.apps.c.id == sa.bindparam("b_id"))
+            .values(release_version=sa.bindparam("b_version"), updated_at=at),
+            [{"b_id": app_id, "b_version": v} for app_id, v in versions.items()],
+        )
+
+    def add_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        if deliveries:
+            self.conn.execute(t.webhook_deliveries.insert(), [_delivery_row(d) for d in deliveries])
+
+    def add_events(self, events: Sequence[AuditEvent]) -> None:
+        if events:
+            self.conn.execute(t.audit_events.insert(), [_event_row(e) for e in events])
+
+    def _key_row(
+        self, addon_id: str, version: int, state: KeyState, key: Key, at: datetime
+    ) -> dict[str, Any]:
+        return {
+            "addon_id": addon_id,
+            "version": version,
+            "fingerprint": key.fingerprint,
+            "state": state.value,
+            "material_enc": self.cipher.encrypt(key.hex.encode(), _key_aad(addon_id, version)),
+            "created_at": at,
+            "retired_at": None,
+        }
 
     def _insert_key(
         self, addon_id: str, version: int, state: KeyState, key: Key, at: datetime
     ) -> None:
-        blob = self.cipher.encrypt(key.hex.encode(), _key_aad(addon_id, version))
         self.conn.execute(
-            t.key_versions.insert().values(
-                addon_id=addon_id,
-                version=version,
-                fingerprint=key.fingerprint,
-                state=state.value,
-                material_enc=blob,
-                created_at=at,
-                retired_at=None,
-            )
+            t.key_versions.insert().values(**self._key_row(addon_id, version, state, key, at))
         )
 
     # ---------------------------------------------------------- attachments
@@ -438,9 +595,12 @@ class SqlRepository:
                 kind=token.kind.value,
                 app_id=token.app_id,
                 token_hash=token.token_hash,
+                hash_scheme=token.hash_scheme,
+                source=token.source,
                 description=token.description,
                 created_at=token.created_at,
                 last_used_at=token.last_used_at,
+                revoked_at=token.revoked_at,
             )
         )
 
@@ -452,16 +612,48 @@ class SqlRepository:
         )
         return _token(row) if row else None
 
-    def list_tokens(self, *, app_id: str | None = None, kind: str | None = None) -> list[Token]:
-        query = sa.select(t.tokens).order_by(t.tokens.c.created_at, t.tokens.c.id)
+    def list_tokens(
+        self,
+        *,
+        app_id: str | None = None,
+        kind: str | None = None,
+        source: str | None = None,
+        lock: bool = False,
+    ) -> list[Token]:
+        query = (
+            sa.select(t.tokens)
+            .where(t.tokens.c.revoked_at.is_(None))
+            .order_by(t.tokens.c.created_at, t.tokens.c.id)
+        )
         if app_id is not None:
             query = query.where(t.tokens.c.app_id == app_id)
         if kind is not None:
             query = query.where(t.tokens.c.kind == kind)
+        if source is not None:
+            query = query.where(t.tokens.c.source == source)
+        if lock and self._pg:
+            query = query.with_for_update()
         return [_token(r) for r in self.conn.execute(query).mappings()]
 
     def delete_token(self, token_id: str) -> None:
         self.conn.execute(t.tokens.delete().where(t.tokens.c.id == token_id))
+
+    def revoke_token(self, token_id: str, at: datetime) -> None:
+        self.conn.execute(
+            t.tokens.update()
+            .where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+
+    def touch_token(self, token_id: str, at: datetime, since: datetime) -> None:
+        self.conn.execute(
+            t.tokens.update()
+            .where(
+                t.tokens.c.id == token_id,
+                sa.or_(t.tokens.c.last_used_at.is_(None), t.tokens.c.last_used_at < since),
+            )
+            .values(last_used_at=at)
+        )
 
     # ------------------------------------------------------------- webhooks
 
@@ -586,18 +778,7 @@ class SqlRepository:
     # ---------------------------------------------------------------- audit
 
     def add_event(self, event: AuditEvent) -> None:
-        self.conn.execute(
-            t.audit_events.insert().values(
-                id=event.id,
-                at=event.at,
-                actor=event.actor,
-                action=event.action,
-                target_type=event.target_type,
-                target_id=event.target_id,
-                target_name=event.target_name,
-                details=json.dumps(event.details, sort_keys=True),
-            )
-        )
+        self.conn.execute(t.audit_events.insert().values(**_event_row(event)))
 
     def list_events(
         self,
@@ -650,6 +831,9 @@ def _token(row: Any) -> Token:
         row["description"],
         row["created_at"],
         row["last_used_at"],
+        row["source"],
+        row["hash_scheme"],
+        row["revoked_at"],
     )
 
 
@@ -732,6 +916,41 @@ def _attachment(row: Any) -> Attachment:
         row["created_at"],
         row["updated_at"],
     )
+
+
+def _release_row(release: Release) -> dict[str, Any]:
+    return {
+        "id": release.id,
+        "app_id": release.app_id,
+        "version": release.version,
+        "description": release.description,
+        "config_fingerprint": release.config_fingerprint,
+        "actor": release.actor,
+        "created_at": release.created_at,
+    }
+
+
+def _event_row(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": event.at,
+        "actor": event.actor,
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "target_name": event.target_name,
+        "details": json.dumps(event.details, sort_keys=True),
+    }
+
+
+def _matching(query: Any, plan: str | None, app_id: str | None) -> Any:
+    """``query`` narrowed to add-ons on ``plan`` and/or billed to or attached to ``app_id``."""
+    if plan is not None:
+        query = query.where(t.addons.c.plan == plan)
+    if app_id is not None:
+        attached = sa.select(t.attachments.c.addon_id).where(t.attachments.c.app_id == app_id)
+        query = query.where(sa.or_(t.addons.c.app_id == app_id, t.addons.c.id.in_(attached)))
+    return query
 
 
 def _release(row: Any) -> Release:

@@ -164,11 +164,18 @@ tokens = Table(
     Column("id", ID, primary_key=True),
     Column("kind", String(16), nullable=False),
     Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), nullable=True, index=True),
-    # SHA-256 of the token: tokens are 256 random bits, so a plain digest cannot be reversed.
+    # HMAC-SHA256 (key derived from the master key) of the token's SHA-256: a dumped database
+    # alone does not let anyone test guesses of a weak SECUREKEY_OPERATOR_TOKEN offline.
     Column("token_hash", String(64), nullable=False, unique=True),
+    # "hmac-sha256"; "sha256" for a digest stored before keying (converted at start).
+    Column("hash_scheme", String(16), nullable=False),
+    # api, env (SECUREKEY_OPERATOR_TOKEN), generated (first start), offline.
+    Column("source", String(16), nullable=False),
     Column("description", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_used_at", UTCDateTime, nullable=True),
+    # Set on a revoked operator token: its digest stays so the same value cannot return.
+    Column("revoked_at", UTCDateTime, nullable=True),
 )
 
 webhooks = Table(

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from securekey.api.auth import credentials_from_header, require_app_reader
 from securekey.api.context import ctx_of, json_response, operator, principal, readable_config
-from securekey.api.live import CachedConfig
+from securekey.api.live import CachedConfig, StreamSlots
 from securekey.api.routes._common import (
     ERRORS,
     addon_views,
@@ -148,6 +149,52 @@ def revoke_token(request: Request, app: str, token: str, who: Operator) -> Respo
     gone = ctx.tokens.revoke_app_token(app, token, actor=who.actor)
     ctx.auth.forget(gone.id)
     return json_response(token_resource(gone, application))
+
+
+# -------------------------------------------------------------- operator tokens
+
+
+@router.post(
+    "/operator-tokens",
+    status_code=201,
+    responses=documented_one(TokenCreatedOut, "The operator token, shown this once", 201),
+    tags=["tokens"],
+)
+def create_operator_token(
+    request: Request, who: Operator, body: Annotated[TokenCreate | None, Body()] = None
+) -> Response:
+    """A new operator token (manages everything); its value is shown this once."""
+    ctx = ctx_of(request)
+    token, raw = ctx.tokens.create_operator_token(
+        body.description if body else None, actor=who.actor
+    )
+    return json_response({**token_resource(token, None, current=False), "token": raw}, 201)
+
+
+@router.get(
+    "/operator-tokens",
+    responses=documented_list(TokenOut, "Operator tokens in service"),
+    tags=["tokens"],
+)
+def list_operator_tokens(request: Request, who: Operator, _range: RangeHeader = None) -> Response:
+    """Operator tokens (never their values); ``current`` marks the caller's own."""
+    found = ctx_of(request).tokens.list_operator_tokens()
+    return listed(
+        request, [token_resource(t, None, current=t.id == who.token_id) for t in found], ("id",)
+    )
+
+
+@router.delete(
+    "/operator-tokens/{token}",
+    responses=documented_one(TokenOut, "Revoked"),
+    tags=["tokens"],
+)
+def revoke_operator_token(request: Request, token: str, who: Operator) -> Response:
+    """Revoke an operator token, the caller's own included; the last one is refused (422)."""
+    ctx = ctx_of(request)
+    gone = ctx.tokens.revoke_operator_token(token, actor=who.actor)
+    ctx.auth.forget(gone.id)
+    return json_response(token_resource(gone, None, current=gone.id == who.token_id))
 
 
 # --------------------------------------------------------------------- webhooks
@@ -315,8 +362,29 @@ async def stream_config_vars(
         finally:
             ctx.hub.watchers -= 1
 
-    return StreamingResponse(
+    ctx.streams.acquire(who.token_id)
+    return _CountedStream(
+        ctx.streams,
+        who.token_id,
         events(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+class _CountedStream(StreamingResponse):
+    """A streaming response that gives its stream slot back however it ends (finished,
+    disconnected, cancelled at shutdown, or never started)."""
+
+    def __init__(
+        self, slots: StreamSlots, token_id: str, content: AsyncIterator[bytes], **kwargs: Any
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self._slots = slots
+        self._token_id = token_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._slots.release(self._token_id)

@@ -1,0 +1,56 @@
+"""What the operator dashboard needs beyond the API's use cases: a recorded reveal of one var,
+and a check that a signed-in session's operator token still exists.
+"""
+
+from __future__ import annotations
+
+from securekey.domain import names
+from securekey.domain.clock import Clock, SystemClock
+from securekey.domain.models import AuditEvent, Principal, TokenKind, new_id
+from securekey.exceptions import NotFoundError
+from securekey.services.ports import Store
+
+__all__ = ["DashboardService"]
+
+
+class DashboardService:
+    """Reveals one config var at a time (audited) and re-checks sessions' tokens by hash."""
+
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+
+    def reveal_config_var(self, app_ref: str, var: object, *, actor: str) -> str:
+        """The value of one config var; the audit log records who saw which var, never the value.
+
+        The read and the audit event share one transaction, so a value is never shown
+        without its ``config.reveal`` entry.
+        """
+        name = names.check_config_var_name(var)
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            app = tx.get_app(app_ref) if 0 < len(app_ref) <= 200 and "\x00" not in app_ref else None
+            if app is None:
+                raise NotFoundError("app", app_ref)
+            value = tx.get_plain_vars(app.id).get(name)
+            if value is None:
+                for att in tx.list_attachments(app_id=app.id):
+                    if att.var_name == name:
+                        value = tx.get_pairs([att.addon_id])[att.addon_id].value
+                        break
+            if value is None:
+                raise NotFoundError("config_var", name)
+            tx.add_event(
+                AuditEvent(
+                    new_id(), now, actor, "config.reveal", "app", app.id, app.name, {"var": name}
+                )
+            )
+            return value
+
+    def operator_by_hash(self, token_hash: str) -> Principal | None:
+        """The operator holding the token with this SHA-256, if it still exists."""
+        with self.store.transaction(write=False) as tx:
+            token = tx.find_token(token_hash)
+        if token is None or token.kind is not TokenKind.OPERATOR:
+            return None
+        return Principal(token.kind, token.id, token.app_id)
