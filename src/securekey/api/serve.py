@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import socket
+import ssl
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -19,14 +20,14 @@ from securekey.exceptions import BusyError, ConfigurationError
 from securekey.runtime import open_runtime
 from securekey.services.tokens import TokenService
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "check_tls", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 
 
-def _announce_token(token: str, host: str, port: int) -> None:
-    url = f"http://{host}:{port}"
+def _announce_token(token: str, host: str, port: int, scheme: str = "http") -> None:
+    url = f"{scheme}://{host}:{port}"
     print(
         "\n".join(
             [
@@ -87,6 +88,28 @@ def _env_seconds(name: str, default: float) -> float:
     return value
 
 
+def check_tls(cert: Path | None, key: Path | None) -> None:
+    """Refuse a half or unusable TLS set-up before anything starts, saying what to fix."""
+    if cert is None and key is None:
+        return
+    if cert is None or key is None:
+        raise ConfigurationError(
+            "TLS needs both --tls-cert (the certificate chain, PEM) and --tls-key (its "
+            "private key, PEM); give both, or neither to serve plain HTTP."
+        )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"TLS file not found: {exc.filename}.") from None
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise ConfigurationError(
+            f"Cannot use --tls-cert {cert} with --tls-key {key} ({reason}): give a PEM "
+            "certificate chain and the PEM private key that matches it."
+        ) from None
+
+
 def serve(
     *,
     host: str = DEFAULT_HOST,
@@ -95,14 +118,23 @@ def serve(
     database_url: str | None = None,
     scheduler_interval: float = 1.0,
     log_level: str = "info",
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    allow_private_webhooks: bool = False,
 ) -> None:
-    """Run the server until interrupted (reads ``SECUREKEY_*`` from the environment)."""
+    """Run the server until interrupted (reads ``SECUREKEY_*`` from the environment).
+
+    With ``tls_cert`` and ``tls_key`` it serves HTTPS only. ``allow_private_webhooks`` lets
+    webhooks target loopback, link-local and private addresses (on-premise receivers).
+    """
+    check_tls(tls_cert, tls_key)
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Tests and impatient operators shorten the first retry; it doubles per attempt from there.
     webhook_backoff = timedelta(seconds=_env_seconds("SECUREKEY_WEBHOOK_BACKOFF", 5.0))
+    webhook_timeout = _env_seconds("SECUREKEY_WEBHOOK_TIMEOUT", 15.0)
     settings = Settings.from_env().with_overrides(data_dir=data_dir, database_url=database_url)
     runtime = open_runtime(settings)
     where = settings.data_dir.resolve() if settings.embedded else "the configured database"
@@ -111,9 +143,18 @@ def serve(
         TokenService(runtime.store), os.environ.get("SECUREKEY_OPERATOR_TOKEN") or None
     )
     if fresh is not None:
-        _announce_token(fresh, host, port)
+        _announce_token(fresh, host, port, "https" if tls_cert else "http")
+    if allow_private_webhooks:
+        logging.getLogger("securekey").warning(
+            "webhooks may target loopback, link-local and private addresses "
+            "(--allow-private-webhooks)"
+        )
     app = create_api(
-        runtime, scheduler_interval=scheduler_interval, webhook_backoff=webhook_backoff
+        runtime,
+        scheduler_interval=scheduler_interval,
+        webhook_backoff=webhook_backoff,
+        webhook_timeout=webhook_timeout,
+        allow_private_webhooks=allow_private_webhooks,
     )
     config = uvicorn.Config(
         app,
@@ -122,6 +163,8 @@ def serve(
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=_GRACE,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
     )
     server = _Server(config, app.state.ctx.hub)
     try:

@@ -10,6 +10,7 @@ import typer
 from securekey import __version__
 from securekey.cli.context import use
 from securekey.cli.errors import CliError
+from securekey.exceptions import ConfigurationError
 
 __all__ = ["register"]
 
@@ -31,14 +32,40 @@ def server(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            envvar="SECUREKEY_TLS_CERT",
+            help="Serve HTTPS with this certificate chain (PEM); needs --tls-key.",
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key",
+            envvar="SECUREKEY_TLS_KEY",
+            help="The certificate's private key (PEM), readable by the server only.",
+        ),
+    ] = None,
+    allow_private_webhooks: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-webhooks",
+            envvar="SECUREKEY_ALLOW_PRIVATE_WEBHOOKS",
+            help="Let webhooks target loopback, link-local and private addresses "
+            "(on-premise receivers). Refused by default.",
+        ),
+    ] = False,
 ) -> None:
     """Run the API server.
 
     SQLite in ./data by default; a first start prints an operator token, once.
 
     \b
-    Example:
+    Examples:
       $ securekey server --data-dir ./data --port 5000
+      $ securekey server --host 0.0.0.0 --tls-cert server.pem --tls-key server.key
     """
     # Imported here: the server's dependencies are not needed (nor installed) for the client.
     try:
@@ -48,14 +75,20 @@ def server(
             f"The server needs {exc.name}, which is not installed: pip install 'securekey[server]'."
         ) from None
 
-    serve(
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        database_url=database_url,
-        scheduler_interval=scheduler_interval,
-        log_level=log_level,
-    )
+    try:
+        serve(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            database_url=database_url,
+            scheduler_interval=scheduler_interval,
+            log_level=log_level,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            allow_private_webhooks=allow_private_webhooks,
+        )
+    except ConfigurationError as exc:
+        raise CliError(exc.message) from None
 
 
 def version(ctx: typer.Context) -> None:
