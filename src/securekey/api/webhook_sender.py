@@ -198,6 +198,7 @@ class WebhookSender:
     ) -> None:
         code: int | None = None
         error: str | None = None
+        detail = ""
         headers = {
             "Content-Type": "application/json",
             "Heroku-Webhook-Hmac-SHA256": sign_body(hook.secret, body),
@@ -215,22 +216,27 @@ class WebhookSender:
                 async with client.stream("POST", hook.url, content=body, headers=headers) as r:
                     code = r.status_code
         except TimeoutError:
-            error = f"timeout: no answer within {self.timeout:g} s"
+            # Heroku's ``error_class`` is a class name; the log line says more.
+            error, detail = "Timeout", f"no complete answer within {self.timeout:g} s"
         except Exception as failure:  # any failure to post is this attempt's outcome
             refused = _refusal(failure)
-            error = str(refused) if refused is not None else type(failure).__name__
+            if refused is not None:
+                error, detail = "TargetRefused", str(refused)
+            else:
+                error, detail = type(failure).__name__, ""
         try:
             settled = await run_in_threadpool(self.webhooks.settle, delivery, code, error)
         except Exception as failure:
             log.warning("webhook delivery %s not recorded: %s", delivery.id, type(failure))
             return
         log.info(
-            "webhook delivery %s: %s (attempt %d, code %s%s)",
+            "webhook delivery %s: %s (attempt %d, code %s%s)%s",
             delivery.id,
             settled.status,
             settled.num_attempts,
             code,
             f", {error}" if error else "",
+            f": {detail}" if detail else "",
         )
         if settled.next_attempt_at is not None and self._loop is not None:
             delay = (settled.next_attempt_at - self.webhooks.clock.now()).total_seconds()
