@@ -43,7 +43,8 @@ def login(
     """
     cli = use(ctx)
     out = cli.out
-    server = (url or resolve(cli.env).url).rstrip("/")
+    found = resolve(cli.env)
+    server = (url or found.url).rstrip("/")
     if token is None:
         if out.stdin_is_terminal():
             token = getpass.getpass("Operator token: ")
@@ -54,7 +55,7 @@ def login(
         raise CliError("No token given: pass --token, or type the one `securekey server` printed.")
     from securekey.cli.api import ApiClient
 
-    check = ApiClient(Credentials(server, token, "--url", "--token"))
+    check = ApiClient(Credentials(server, token, "--url", "--token", found.ca_bundle))
     try:
         account = check.get("/account")
     except ApiError as error:
