@@ -185,7 +185,12 @@ def running_api(data_dir: Path, template: Path | None = None, **options: Any) ->
     runtime = open_runtime(Settings(data_dir=data_dir))
     token = TokenService(runtime.store, runtime.store.cipher).ensure_operator_token()
     assert token is not None
-    settings: dict[str, Any] = {"run_scheduler": False, "auth_failure_limit": 10_000}
+    # Webhooks may target 127.0.0.1: the tests' receivers (and unused ports) live there.
+    settings: dict[str, Any] = {
+        "run_scheduler": False,
+        "auth_failure_limit": 10_000,
+        "allow_private_webhooks": True,
+    }
     settings.update(options)
     app = create_api(runtime, **settings)
     headers = {"Authorization": f"Bearer {token}", "Accept": HEROKU_ACCEPT}

@@ -52,3 +52,23 @@ def test_openapi_declares_both_auth_schemes(api: Api) -> None:
     assert set(spec["components"]["securitySchemes"]) == {"bearer", "basic"}
     assert "security" in spec["paths"]["/apps"]["get"]
     assert "security" not in spec["paths"]["/healthz"]["get"]
+
+
+def _series(api: Api) -> set[str]:
+    """Every sample line of /metrics (name and labels), without its value."""
+    text = api.call("GET", "/metrics", token=NO_AUTH).text
+    return {line.rsplit(" ", 1)[0] for line in text.splitlines() if not line.startswith("#")}
+
+
+def test_issue8_point7_made_up_methods_add_no_metric_series(api: Api) -> None:
+    """50 made-up methods and a 15 KB method, unauthenticated, add no series to /metrics."""
+    _series(api)  # reading /metrics is itself a series
+    api.raw("BREW", "/apps", token=NO_AUTH)  # the first unknown method starts "other"
+    before = _series(api)
+    huge = "X" * 15_000
+    for method in [f"M{i:02d}" for i in range(50)] + [huge]:
+        assert api.raw(method, "/apps", token=NO_AUTH).status in (401, 405)
+    after = _series(api)
+    assert after == before
+    assert 'method="other"' in "".join(after)
+    assert len(api.call("GET", "/metrics", token=NO_AUTH).content) < 100_000

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import Api, Seed
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from securekey.services.webhooks import WebhookService
+from tests.api.conftest import Api, Seed, dump_state, make_seed, running_api
 from tests.pg import free_port
 
 
@@ -99,3 +107,92 @@ def test_webhooks_of_unknown_app_is_404(api: Api) -> None:
     ):
         assert answer.status_code == 404
         assert answer.json()["resource"] == "app"
+
+
+@pytest.fixture
+def strict_api(tmp_path: Path, template_dir: Path) -> Iterator[Api]:
+    """The API with the default webhook target policy (no private targets)."""
+    with running_api(tmp_path / "data", template_dir, allow_private_webhooks=False) as found:
+        make_seed(found)
+        yield found
+
+
+#: Targets the outside review reached, and the other spellings of non-public addresses.
+PRIVATE_URLS = [
+    "http://127.0.0.1:8080/hook",
+    "http://[::1]/hook",
+    "http://0x7f000001/hook",
+    "http://2130706433/hook",
+    "http://127.1/hook",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.1.2.3/hook",
+    "http://172.16.0.1/hook",
+    "http://192.168.1.1/hook",
+    "http://[fc00::1]/hook",
+    "http://[fe80::1]/hook",
+    "http://0.0.0.0:5000/apps",
+    "http://[::ffff:127.0.0.1]/hook",
+    "https://localhost/hook",
+    "http://api.localhost/hook",
+]
+
+
+def test_issue8_point11_private_webhook_targets_are_refused_at_creation(strict_api: Api) -> None:
+    """By default every loopback, link-local or private target is a 422 naming url; none made."""
+    before = dump_state(strict_api.runtime.store.engine)
+    for url in PRIVATE_URLS:
+        body = {"url": url, "include": ["api:release"]}
+        refused = strict_api.client.post("/apps/service-2/webhooks", json=body)
+        assert refused.status_code == 422, (url, refused.text)
+        assert refused.json()["field"] == "url"
+        assert "--allow-private-webhooks" in refused.json()["message"]
+    assert dump_state(strict_api.runtime.store.engine) == before
+    # A public name is accepted: it is resolved and checked when delivered, not now.
+    fine = {"url": "https://hooks.example.com/securekey", "include": ["api:release"]}
+    assert strict_api.client.post("/apps/service-2/webhooks", json=fine).status_code == 201
+
+
+def test_issue8_point11_private_targets_are_refused_again_at_delivery(strict_api: Api) -> None:
+    """A stored hook whose host is private (made while allowed) is never connected to."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    try:
+        port = listener.getsockname()[1]
+        # Made while the server allowed private targets (say, before a restart without it).
+        WebhookService(strict_api.runtime.store, allow_private=True).create(
+            "service-2", f"http://localhost:{port}/hook", ["api:release"]
+        )
+        assert strict_api.client.patch("/apps/service-2/config-vars", json={"WAKE": "1"}).is_success
+        deadline = time.monotonic() + 15
+        last: dict[str, object] | None = None
+        while time.monotonic() < deadline:
+            deliveries = strict_api.client.get("/apps/service-2/webhook-deliveries").json()
+            last = deliveries[0]["last_attempt"] if deliveries else None
+            if last is not None:
+                break
+            time.sleep(0.05)
+        assert last is not None, "the delivery was never attempted"
+        assert last["error_class"] == "TargetRefused"
+        assert last["code"] is None
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # no connection ever reached the private receiver
+    finally:
+        listener.close()
+
+
+def test_issue8_point12_credentials_in_webhook_urls_are_refused(strict_api: Api) -> None:
+    """A URL with user:password@ is a 422 naming url that never echoes them; nothing stored."""
+    before = dump_state(strict_api.runtime.store.engine)
+    for url in (
+        "https://user:s3cret-pass@hooks.example.com/hook",
+        "https://s3cret-pass@hooks.example.com/hook",
+        "https://:s3cret-pass@hooks.example.com/hook",
+    ):
+        body = {"url": url, "include": ["api:release"], "authorization": "Bearer abc"}
+        refused = strict_api.client.post("/apps/service-2/webhooks", json=body)
+        assert refused.status_code == 422, (url, refused.text)
+        assert refused.json()["field"] == "url"
+        assert "credentials" in refused.json()["message"]
+        assert "s3cret-pass" not in refused.text
+    assert dump_state(strict_api.runtime.store.engine) == before
+    assert strict_api.client.get("/apps/service-2/webhooks").json() == []

@@ -175,8 +175,11 @@ def one_clear_line(result: Result, *words: str) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server for the module's tests."""
-    with running_server(tmp_path_factory.mktemp("server") / "data") as running:
+    """One real server for the module's tests (webhooks may target 127.0.0.1 receivers)."""
+    with running_server(
+        tmp_path_factory.mktemp("server") / "data",
+        extra_env={"SECUREKEY_ALLOW_PRIVATE_WEBHOOKS": "1"},
+    ) as running:
         yield running
 
 

@@ -73,7 +73,7 @@ def exercise(service: SecureKeyService, clock: FixedClock) -> Issued:
     issued = Issued(service)
     service.create_app("service-1")
     service.create_app("service-2")
-    WebhookService(service.store, clock).create(
+    WebhookService(service.store, clock, allow_private=True).create(
         "service-2", "http://127.0.0.1:9/hook", ["api:release"], secret=HOOK_SECRET
     )
     one = service.create_addon("service-1", "securekey:fortnightly").addon.name

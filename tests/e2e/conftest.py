@@ -14,9 +14,15 @@ WEBHOOK_BACKOFF = 0.2
 
 @pytest.fixture(scope="session")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A real ``securekey server`` on SQLite; each test makes its own apps on it."""
+    """A real ``securekey server`` on SQLite; each test makes its own apps on it.
+
+    Its webhooks may target private addresses: the test receivers listen on 127.0.0.1.
+    """
     with running_server(
         tmp_path_factory.mktemp("shared") / "data",
-        extra_env={"SECUREKEY_WEBHOOK_BACKOFF": str(WEBHOOK_BACKOFF)},
+        extra_env={
+            "SECUREKEY_WEBHOOK_BACKOFF": str(WEBHOOK_BACKOFF),
+            "SECUREKEY_ALLOW_PRIVATE_WEBHOOKS": "1",
+        },
     ) as server:
         yield server

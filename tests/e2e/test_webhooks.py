@@ -11,11 +11,14 @@ import hashlib
 import hmac
 import json
 import secrets
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +26,7 @@ import pytest
 
 from tests.e2e.conftest import WEBHOOK_BACKOFF
 from tests.pg import free_port
-from tests.servers import Server
+from tests.servers import Server, running_server
 
 
 @dataclass(frozen=True)
@@ -311,3 +314,124 @@ def test_a_custom_authorization_header_is_sent_with_each_delivery(
     )
     assert bad.status_code == 422
     assert "authorization" in bad.json()["message"]
+
+
+class SlowReceiver:
+    """A receiver on 127.0.0.1 that reads a request, then trickles its answer forever.
+
+    It sends one byte every ``every`` seconds, so no single read ever times out; it records
+    when each connection opened and when the sender gave up on it.
+    """
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.opened: list[float] = []
+        self.closed: list[float] = []
+        self.most_open = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    @property
+    def open_now(self) -> int:
+        with self.lock:
+            return len(self.opened) - len(self.closed)
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.opened.append(time.monotonic())
+                self.most_open = max(self.most_open, len(self.opened) - len(self.closed))
+            thread = threading.Thread(target=self._trickle, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        answer = iter(b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000)
+        with conn:
+            conn.settimeout(5)
+            try:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    request += chunk
+                while not self.stop.is_set():
+                    ready, _, _ = select.select([conn], [], [], self.every)
+                    if ready and not conn.recv(65536):
+                        return  # the sender hung up
+                    conn.sendall(bytes([next(answer)]))
+            except OSError:
+                return
+            finally:
+                with self.lock:
+                    self.closed.append(time.monotonic())
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(5)
+
+
+def test_issue8_point6_a_slow_receiver_does_not_hold_up_other_deliveries(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Three receivers trickling bytes hold three senders, not all: a fast receiver's
+    delivery arrives while they are stuck, and each slow attempt ends at the total deadline."""
+    deadline = 6.0
+    slow = SlowReceiver(every=0.5)
+    env = {
+        "SECUREKEY_ALLOW_PRIVATE_WEBHOOKS": "1",
+        "SECUREKEY_WEBHOOK_TIMEOUT": str(deadline),
+        "SECUREKEY_WEBHOOK_BACKOFF": "600",
+    }
+    try:
+        with running_server(tmp_path / "data", extra_env=env) as server, server.client() as http:
+            slow_apps = [new_app(http) for _ in range(3)]
+            fast_app, _ = new_app(http)
+            for app, _ in slow_apps:
+                subscribe(http, app, f"{slow.url}/slow", "s3cret")
+            subscribe(http, fast_app, f"{receiver.url}/fast-{fast_app}", "s3cret")
+            for app, addon in slow_apps:
+                rotate(http, app, addon)
+            rotate(http, *slow_apps[0])  # a second event for one slow receiver: it waits its turn
+            wait_until(lambda: slow.open_now == 3, "three slow receivers connected")
+            released = time.monotonic()
+            assert http.patch(f"/apps/{fast_app}/config-vars", json={"GO": "1"}).is_success
+            (got,) = receiver.wait_for(f"/fast-{fast_app}", 1, timeout=deadline)
+            latency = got.at - released
+            print(f"fast delivery {latency:.2f} s after its release, 3 slow receivers stuck")
+            assert slow.open_now >= 3, "the fast delivery only came once the slow ones ended"
+            assert got.at < min(slow.opened) + deadline
+
+            # Each slow attempt ends at the deadline in total, though no read ever waited long.
+            wait_until(lambda: len(slow.closed) >= 3, "the slow attempts to end", deadline * 3)
+            durations = sorted(c - o for o, c in zip(slow.opened, slow.closed, strict=False))
+            print(f"slow attempts lasted {[round(d, 1) for d in durations]} s")
+            assert all(deadline - 1 <= d <= deadline + 4 for d in durations[:3]), durations
+            assert slow.most_open <= 3, "two attempts at once to one webhook"
+            timed_out = wait_until(
+                lambda: [
+                    d
+                    for app, _ in slow_apps
+                    for d in deliveries(http, app)
+                    if d["last_attempt"] and d["last_attempt"]["error_class"] == "Timeout"
+                ],
+                "the slow deliveries recorded as timed out",
+            )
+            assert len(timed_out) >= 3
+            slow.close()
+    finally:
+        slow.close()

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable, MutableMapping
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,14 +30,15 @@ from securekey.api.live import (
     ReleaseSink,
     StreamSlots,
 )
-from securekey.api.metrics import Metrics
+from securekey.api.metrics import Metrics, method_label
 from securekey.api.routes import extras, ops, platform
+from securekey.api.webhook_sender import WebhookSender
 from securekey.domain.clock import Clock
 from securekey.domain.models import TokenKind
 from securekey.runtime import Runtime
 from securekey.scheduler import Scheduler
 from securekey.services.tokens import TokenService
-from securekey.services.webhooks import WebhookService, sign_body
+from securekey.services.webhooks import WebhookService
 from securekey.store.sql import RELEASE_CHANNEL
 from securekey.web import mount_dashboard
 
@@ -171,9 +171,9 @@ class _Limits:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], template, str(status)).observe(
-                time.perf_counter() - begin
-            )
+            self.metrics.requests.labels(
+                method_label(scope["method"]), template, str(status)
+            ).observe(time.perf_counter() - begin)
 
 
 class _BodyTooLarge(Exception):
@@ -202,62 +202,17 @@ async def _too_large(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _deliver_webhooks(ctx: ApiContext, stop: asyncio.Event, interval: float) -> None:
-    """Send due webhook deliveries until ``stop``; at-least-once, retried with backoff."""
-    async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
-        while not stop.is_set():
-            try:
-                sent = await _deliver_one(ctx, client)
-            except Exception as error:
-                # Never let one bad moment (a busy database, say) end the sender for good: a
-                # leased delivery whose outcome was not recorded is tried again after its lease.
-                log.warning("webhook delivery failed: %s", type(error).__name__)
-                sent = False
-            if not sent:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
-
-
-async def _deliver_one(ctx: ApiContext, client: httpx.AsyncClient) -> bool:
-    """Lease, post and settle one due delivery; False when none was due."""
-    leased = await run_in_threadpool(ctx.webhooks.lease_next, [])
-    if leased is None:
-        return False
-    delivery, hook, body = leased
-    code: int | None = None
-    error_class: str | None = None
-    headers = {
-        "Content-Type": "application/json",
-        "Heroku-Webhook-Hmac-SHA256": sign_body(hook.secret, body),
-        "Heroku-Webhook-Id": delivery.id,
-        "User-Agent": f"securekey-webhooks/{__version__}",
-    }
-    if hook.authorization is not None:
-        headers["Authorization"] = hook.authorization
-    try:
-        answer = await client.post(hook.url, content=body, headers=headers)
-        code = answer.status_code
-    except Exception as failure:  # any failure to post is this attempt's outcome, to record
-        error_class = type(failure).__name__
-    settled = await run_in_threadpool(ctx.webhooks.settle, delivery, code, error_class)
-    log.info(
-        "webhook delivery %s: %s (attempt %d, code %s)",
-        delivery.id,
-        settled.status,
-        settled.num_attempts,
-        code,
-    )
-    return True
-
-
 def create_api(
     runtime: Runtime,
     *,
     clock: Clock | None = None,
     run_scheduler: bool = True,
     scheduler_interval: float = 1.0,
-    webhook_interval: float = 0.5,
+    webhook_interval: float = 5.0,
     webhook_backoff: timedelta = timedelta(seconds=5),
+    webhook_timeout: float = 15.0,
+    webhook_concurrency: int = 8,
+    allow_private_webhooks: bool = False,
     auth_failure_limit: int = 30,
     auth_cache_ttl: float = 5.0,
     max_streams_per_token: int = 20,
@@ -265,7 +220,12 @@ def create_api(
     ping_interval: float = 15.0,
     cache_ttl: float = 5.0,
 ) -> FastAPI:
-    """Build the HTTP API over ``runtime`` (its store must already be migrated)."""
+    """Build the HTTP API over ``runtime`` (its store must already be migrated).
+
+    Webhooks: ``webhook_interval`` is the fallback poll (new releases wake the sender at
+    once), ``webhook_timeout`` bounds each attempt in total, ``webhook_concurrency`` the
+    attempts in flight; ``allow_private_webhooks`` lets hooks target private addresses.
+    """
     service = runtime.service
     the_clock = clock or service.clock
     hub = ReleaseHub()
@@ -287,7 +247,14 @@ def create_api(
     ctx = ApiContext(
         service=service,
         tokens=tokens,
-        webhooks=WebhookService(runtime.store, the_clock, backoff=webhook_backoff),
+        webhooks=WebhookService(
+            runtime.store,
+            the_clock,
+            backoff=webhook_backoff,
+            # A lease outlives any attempt, so no other replica takes a delivery being sent.
+            lease=timedelta(seconds=max(60.0, 2 * webhook_timeout)),
+            allow_private=allow_private_webhooks,
+        ),
         auth=Authenticator(tokens, FailureLimiter(limit=auth_failure_limit), ttl=auth_cache_ttl),
         hub=hub,
         cache=cache,
@@ -298,6 +265,13 @@ def create_api(
     )
     sink = ReleaseSink(hub, cache)
     runtime.store.add_listener(sink)
+    sender = WebhookSender(
+        ctx.webhooks,
+        concurrency=webhook_concurrency,
+        timeout=webhook_timeout,
+        interval=webhook_interval,
+    )
+    runtime.store.add_listener(sender.on_releases)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -312,16 +286,15 @@ def create_api(
             await run_in_threadpool(listener.connected.wait, 10.0)
         if scheduler is not None:
             scheduler.start()
-        stop = asyncio.Event()
-        sender = asyncio.create_task(_deliver_webhooks(ctx, stop, webhook_interval))
+        sending = asyncio.create_task(sender.run())
         ctx.ready = True
         try:
             yield
         finally:
             ctx.ready = False
-            stop.set()
+            sender.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(sender, 15)
+                await asyncio.wait_for(sending, webhook_timeout + 10)
             if scheduler is not None:
                 await run_in_threadpool(scheduler.stop)
             if listener is not None:

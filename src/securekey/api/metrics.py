@@ -8,7 +8,16 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics"]
+__all__ = ["KNOWN_METHODS", "Metrics", "method_label"]
+
+#: Methods labelled as sent; any other (a client may send any token) is counted as ``other``,
+#: so unauthenticated requests cannot add series, or megabytes of label text, to /metrics.
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label for a request: the method when well known, else ``other``."""
+    return method if method in KNOWN_METHODS else "other"
 
 
 class _Live(Collector):

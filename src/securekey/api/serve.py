@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import socket
+import ssl
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -20,14 +21,14 @@ from securekey.exceptions import BusyError, ConfigurationError
 from securekey.runtime import open_runtime
 from securekey.services.tokens import TokenService
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "mint_operator_token", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "check_tls", "mint_operator_token", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 
 
-def _announce_token(token: str, host: str, port: int) -> None:
-    url = f"http://{host}:{port}"
+def _announce_token(token: str, host: str, port: int, scheme: str = "http") -> None:
+    url = f"{scheme}://{host}:{port}"
     print(
         "\n".join(
             [
@@ -102,6 +103,28 @@ def mint_operator_token(
         runtime.close()
 
 
+def check_tls(cert: Path | None, key: Path | None) -> None:
+    """Refuse a half or unusable TLS set-up before anything starts, saying what to fix."""
+    if cert is None and key is None:
+        return
+    if cert is None or key is None:
+        raise ConfigurationError(
+            "TLS needs both --tls-cert (the certificate chain, PEM) and --tls-key (its "
+            "private key, PEM); give both, or neither to serve plain HTTP."
+        )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"TLS file not found: {exc.filename}.") from None
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise ConfigurationError(
+            f"Cannot use --tls-cert {cert} with --tls-key {key} ({reason}): give a PEM "
+            "certificate chain and the PEM private key that matches it."
+        ) from None
+
+
 def serve(
     *,
     host: str = DEFAULT_HOST,
@@ -113,14 +136,23 @@ def serve(
     forwarded_allow_ips: str = "",
     max_streams_per_token: int = 20,
     max_streams: int = 10_000,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    allow_private_webhooks: bool = False,
 ) -> None:
-    """Run the server until interrupted (reads ``SECUREKEY_*`` from the environment)."""
+    """Run the server until interrupted (reads ``SECUREKEY_*`` from the environment).
+
+    With ``tls_cert`` and ``tls_key`` it serves HTTPS only. ``allow_private_webhooks`` lets
+    webhooks target loopback, link-local and private addresses (on-premise receivers).
+    """
+    check_tls(tls_cert, tls_key)
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Tests and impatient operators shorten the first retry; it doubles per attempt from there.
     webhook_backoff = timedelta(seconds=_env_seconds("SECUREKEY_WEBHOOK_BACKOFF", 5.0))
+    webhook_timeout = _env_seconds("SECUREKEY_WEBHOOK_TIMEOUT", 15.0)
     settings = Settings.from_env().with_overrides(data_dir=data_dir, database_url=database_url)
     runtime = open_runtime(settings)
     where = settings.data_dir.resolve() if settings.embedded else "the configured database"
@@ -130,13 +162,20 @@ def serve(
         os.environ.get("SECUREKEY_OPERATOR_TOKEN") or None,
     )
     if fresh is not None:
-        _announce_token(fresh, host, port)
+        _announce_token(fresh, host, port, "https" if tls_cert else "http")
+    if allow_private_webhooks:
+        logging.getLogger("securekey").warning(
+            "webhooks may target loopback, link-local and private addresses "
+            "(--allow-private-webhooks)"
+        )
     app = create_api(
         runtime,
         scheduler_interval=scheduler_interval,
         webhook_backoff=webhook_backoff,
         max_streams_per_token=max_streams_per_token,
         max_streams=max_streams,
+        webhook_timeout=webhook_timeout,
+        allow_private_webhooks=allow_private_webhooks,
     )
     proxies = forwarded_allow_ips.strip()
     config = uvicorn.Config(
@@ -151,6 +190,8 @@ def serve(
         # limit counts. Trust no proxy unless the operator names them.
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or "",
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
     )
     server = _Server(config, app.state.ctx.hub)
     try:

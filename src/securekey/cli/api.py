@@ -61,6 +61,16 @@ class ApiClient:
             # Plain HTTP never uses TLS, so skip loading the CA bundle (a tenth of a second on
             # every command). This context still verifies, and so refuses, any TLS attempt.
             verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        elif credentials.ca_bundle:
+            # A private CA: trust exactly the CAs in that file (as REQUESTS_CA_BUNDLE does).
+            try:
+                verify = ssl.create_default_context(cafile=credentials.ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                raise CliError(
+                    f"SECUREKEY_CA_BUNDLE={credentials.ca_bundle!r} is not a readable PEM file "
+                    f"of CA certificates ({type(exc).__name__}); point it at your CA's "
+                    "certificate, or unset it to trust the public CAs."
+                ) from None
         try:
             self._http = httpx.Client(
                 base_url=self.url,
@@ -128,6 +138,13 @@ class ApiClient:
                 f"Check it is healthy ({self.url}/readyz), or allow longer with SECUREKEY_TIMEOUT."
             ) from None
         except httpx.ConnectError as exc:
+            untrusted = _untrusted(exc)
+            if untrusted is not None:
+                raise CliError(
+                    f"The securekey server at {self.url} presented a certificate this machine "
+                    f"does not trust ({untrusted.verify_message}). If a private CA signed it, "
+                    "set SECUREKEY_CA_BUNDLE to that CA's certificate (PEM)."
+                ) from None
             raise CliError(
                 f"Cannot reach the securekey server at {self.url} ({_reason(exc)}). "
                 "Start it with `securekey server`, or point SECUREKEY_URL or "
@@ -204,6 +221,18 @@ class ApiClient:
         else:
             text = message
         return ApiError(text, status=status, id_=id_, body=body)
+
+
+def _untrusted(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate-verification failure behind a connection error, if that is the cause."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _reason(exc: Exception) -> str:

@@ -59,7 +59,8 @@ def login(
     """
     cli = use(ctx)
     out = cli.out
-    server = (url or resolve(cli.env).url).rstrip("/")
+    found = resolve(cli.env)
+    server = (url or found.url).rstrip("/")
     if token is not None and token_file is not None:
         raise CliError("Pass --token or --token-file, not both.")
     if token_file is not None:
@@ -79,7 +80,7 @@ def login(
         )
     from securekey.cli.api import ApiClient
 
-    check = ApiClient(Credentials(server, token, "--url", "--token"))
+    check = ApiClient(Credentials(server, token, "--url", "--token", found.ca_bundle))
     try:
         account = check.get("/account")
     except ApiError as error:

@@ -10,6 +10,7 @@ import typer
 from securekey import __version__
 from securekey.cli.context import JsonOption, use
 from securekey.cli.errors import CliError
+from securekey.exceptions import ConfigurationError
 
 __all__ = ["register"]
 
@@ -75,6 +76,31 @@ def server(
     max_streams: Annotated[
         int, typer.Option("--max-streams", min=1, help="Open config streams in all.")
     ] = 10_000,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            envvar="SECUREKEY_TLS_CERT",
+            help="Serve HTTPS with this certificate chain (PEM); needs --tls-key.",
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key",
+            envvar="SECUREKEY_TLS_KEY",
+            help="The certificate's private key (PEM), readable by the server only.",
+        ),
+    ] = None,
+    allow_private_webhooks: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-webhooks",
+            envvar="SECUREKEY_ALLOW_PRIVATE_WEBHOOKS",
+            help="Let webhooks target loopback, link-local and private addresses "
+            "(on-premise receivers). Refused by default.",
+        ),
+    ] = False,
 ) -> None:
     """Run the API server.
 
@@ -82,23 +108,30 @@ def server(
     Lost every operator token? `securekey server operator-token create` mints one offline.
 
     \b
-    Example:
+    Examples:
       $ securekey server --data-dir ./data --port 5000
+      $ securekey server --host 0.0.0.0 --tls-cert server.pem --tls-key server.key
       $ securekey server operator-token create --data-dir ./data
     """
     if ctx.invoked_subcommand is not None:
         return
-    _server_module().serve(
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        database_url=database_url,
-        scheduler_interval=scheduler_interval,
-        log_level=log_level,
-        forwarded_allow_ips=forwarded_allow_ips,
-        max_streams_per_token=max_streams_per_token,
-        max_streams=max_streams,
-    )
+    try:
+        _server_module().serve(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            database_url=database_url,
+            scheduler_interval=scheduler_interval,
+            log_level=log_level,
+            forwarded_allow_ips=forwarded_allow_ips,
+            max_streams_per_token=max_streams_per_token,
+            max_streams=max_streams,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            allow_private_webhooks=allow_private_webhooks,
+        )
+    except ConfigurationError as exc:
+        raise CliError(exc.message) from None
 
 
 @operator_token_app.command("create")

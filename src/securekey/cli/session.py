@@ -2,6 +2,7 @@
 
 ``SECUREKEY_URL`` and ``SECUREKEY_TOKEN`` override the file, each on its own. The file lives in
 ``$XDG_CONFIG_HOME/securekey/credentials.json`` (``~/.config/...`` by default), mode 0600.
+``SECUREKEY_CA_BUNDLE`` names the CA certificates (PEM) to trust for an ``https`` server.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class Credentials:
     token: str | None
     url_source: str
     token_source: str
+    #: A PEM file of the CA certificates to trust instead of the defaults (a private CA).
+    ca_bundle: str | None = None
 
     def __repr__(self) -> str:
         return f"Credentials(url={self.url!r}, token=<redacted>, from={self.token_source!r})"
@@ -102,4 +105,5 @@ def resolve(env: Mapping[str, str]) -> Credentials:
         token, token_source = saved["token"], str(path)
     else:
         token, token_source = None, "nowhere"
-    return Credentials(url.rstrip("/"), token, url_source, token_source)
+    ca_bundle = env.get("SECUREKEY_CA_BUNDLE") or None
+    return Credentials(url.rstrip("/"), token, url_source, token_source, ca_bundle)

@@ -6,6 +6,8 @@ The only place that turns HTTP statuses and transport failures into ``SecureKeyE
 from __future__ import annotations
 
 import json
+import os
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -18,6 +20,7 @@ from securekey.client._errors import ServerUnavailableError
 from securekey.domain.keys import KeyPair, parse_pair
 from securekey.exceptions import (
     AuthenticationError,
+    ConfigurationError,
     ForbiddenError,
     NotFoundError,
     SecureKeyError,
@@ -25,15 +28,52 @@ from securekey.exceptions import (
 
 __all__ = [
     "ACCEPT",
+    "CA_BUNDLE_ENV",
     "ConfigSnapshot",
     "Endpoint",
     "SSEEvent",
     "SSEParser",
     "parse_etag",
+    "tls_verify",
 ]
 
 #: The Heroku Platform API v3 media type the server speaks.
 ACCEPT = "application/vnd.heroku+json; version=3"
+
+#: Names a PEM file of the CA certificates to trust for the server (a private CA, say).
+CA_BUNDLE_ENV = "SECUREKEY_CA_BUNDLE"
+
+
+def tls_verify(ca_bundle: str | os.PathLike[str] | None = None) -> ssl.SSLContext | bool:
+    """How to verify the server's certificate: against ``ca_bundle`` or the default CAs.
+
+    ``ca_bundle`` (when None, the file ``SECUREKEY_CA_BUNDLE`` names, like ``requests``'
+    ``REQUESTS_CA_BUNDLE``) replaces the default trust store: only its CAs are trusted.
+    Certificates are always verified; there is no switch to turn that off.
+    """
+    path = ca_bundle if ca_bundle is not None else os.environ.get(CA_BUNDLE_ENV) or None
+    if path is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=os.fspath(path))
+    except (OSError, ssl.SSLError) as exc:
+        source = CA_BUNDLE_ENV if ca_bundle is None else "ca_bundle"
+        raise ConfigurationError(
+            f"{source}={os.fspath(path)!r} is not a readable PEM file of CA certificates "
+            f"({type(exc).__name__})."
+        ) from None
+
+
+def _untrusted(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate-verification failure behind a transport error, if that is what it is."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +221,13 @@ class Endpoint:
 
     def unreachable(self, exc: Exception) -> ServerUnavailableError:
         """The error for a transport failure, naming the host and the failure's kind only."""
+        untrusted = _untrusted(exc)
+        if untrusted is not None:
+            return ServerUnavailableError(
+                f"The securekey server at {_host(self.url)} presented a certificate that is not "
+                f"trusted ({untrusted.verify_message}); if a private CA signed it, give its PEM "
+                f"file as ca_bundle= or in {CA_BUNDLE_ENV}."
+            )
         return ServerUnavailableError(
             f"Cannot reach the securekey server at {_host(self.url)} ({type(exc).__name__})."
         )

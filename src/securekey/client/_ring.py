@@ -14,6 +14,7 @@ import hmac
 import logging
 import math
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from typing import Any, Protocol, Self
 
 import httpx
 
-from securekey.client._api import Endpoint
+from securekey.client._api import Endpoint, tls_verify
 from securekey.client._envfile import read_env_file
 from securekey.domain.keys import Key, KeyPair, Slot, parse_pair
 from securekey.exceptions import NotFoundError, SecureKeyError
@@ -306,13 +307,18 @@ class KeyRing:
         var: str = "SECURE_KEY",
         transport: httpx.BaseTransport | None = None,
         timeout: float = 10.0,
+        ca_bundle: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> KeyRing:
         """A ring from one GET of the app's config vars; it refreshes with a conditional GET.
 
         No background work: for live updates use ``WatchedKeyRing`` / ``AsyncWatchedKeyRing``.
+        An ``https`` server's certificate is verified against ``ca_bundle`` (a PEM file; by
+        default ``$SECUREKEY_CA_BUNDLE``, else the usual public CAs).
         """
-        fetcher = _HttpFetcher(Endpoint(url, app, token), var, transport, timeout)
+        fetcher = _HttpFetcher(
+            Endpoint(url, app, token), var, transport, timeout, tls_verify(ca_bundle)
+        )
         try:
             pair = fetcher.fetch()
             if pair is None:  # pragma: no cover - an unconditional GET always answers a body
@@ -512,9 +518,10 @@ class _HttpFetcher:
         var: str,
         transport: httpx.BaseTransport | None,
         timeout: float,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self._endpoint, self._var = endpoint, var
-        self._client = httpx.Client(transport=transport, timeout=timeout)
+        self._client = httpx.Client(transport=transport, timeout=timeout, verify=verify)
         self._release: int | None = None
 
     def fetch(self) -> KeyPair | None:

@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--url", help="the securekey server (default: $SECUREKEY_URL)")
     parser.add_argument(
+        "--ca-bundle",
+        help="PEM file of the CA certificates to trust for an https server "
+        "(default: $SECUREKEY_CA_BUNDLE, else the public CAs)",
+    )
+    parser.add_argument(
         "--grace",
         type=float,
         default=10.0,
@@ -319,8 +324,12 @@ def run_main(argv: list[str], *, out: TextIO | None = None) -> int:
         client_log.setLevel(logging.INFO)
         client_log.propagate = False
 
+    try:
+        watcher = ConfigWatcher(url, args.app, token, ca_bundle=args.ca_bundle)
+    except SecureKeyError as exc:  # an unreadable CA bundle
+        _say(exc.message, err)
+        return 2
     thread = _LoopThread("securekey-run")
-    watcher = ConfigWatcher(url, args.app, token)
     try:
         snapshot = thread.submit(watcher.fetch()).result(30)
     except SecureKeyError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -19,7 +20,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from securekey.client._api import ConfigSnapshot, Endpoint
+from securekey.client._api import ConfigSnapshot, Endpoint, tls_verify
 from securekey.client._ring import KeyRing
 from securekey.domain.keys import KeyPair, parse_pair
 from securekey.exceptions import SecureKeyError, ValidationError
@@ -64,7 +65,9 @@ class ConfigWatcher:
     stream until cancelled and never raises for server trouble: it reconnects with backoff
     and ``Last-Event-ID``, polling with conditional GETs every ``poll_interval`` meanwhile.
     ``apply_delay`` (seconds, per pushed change) simulates slow propagation in drills and
-    tests; explicit ``fetch()`` calls are never delayed.
+    tests; explicit ``fetch()`` calls are never delayed. An ``https`` server's certificate
+    is verified against ``ca_bundle`` (a PEM file; by default ``$SECUREKEY_CA_BUNDLE``, else
+    the usual public CAs).
     """
 
     def __init__(
@@ -79,9 +82,12 @@ class ConfigWatcher:
         timeout: float = 10.0,
         backoff: Backoff | None = None,
         apply_delay: Callable[[], float] | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> None:
         self.endpoint = Endpoint(url, app, token)
-        self._client = httpx.AsyncClient(transport=transport, timeout=timeout)
+        self._client = httpx.AsyncClient(
+            transport=transport, timeout=timeout, verify=tls_verify(ca_bundle)
+        )
         self._poll_interval = poll_interval
         self._read_timeout = read_timeout
         self._backoff = backoff or Backoff()
@@ -346,6 +352,7 @@ class WatchedKeyRing(_WatchedMixin):
         backoff: Backoff | None = None,
         apply_delay: Callable[[], float] | None = None,
         min_refresh_interval: float = 1.0,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> Self:
         """Fetch the pair in ``var`` now, then follow the app's config vars in a thread."""
         thread = _LoopThread(f"securekey-watch-{app}")
@@ -359,6 +366,7 @@ class WatchedKeyRing(_WatchedMixin):
             timeout=timeout,
             backoff=backoff,
             apply_delay=apply_delay,
+            ca_bundle=ca_bundle,
         )
         try:
             snapshot = thread.submit(watcher.fetch()).result(timeout + 5)
@@ -410,6 +418,7 @@ class AsyncWatchedKeyRing(_WatchedMixin):
         backoff: Backoff | None = None,
         apply_delay: Callable[[], float] | None = None,
         min_refresh_interval: float = 1.0,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> Self:
         """Fetch the pair in ``var`` now, then follow the app's config vars in a task."""
         watcher = ConfigWatcher(
@@ -422,6 +431,7 @@ class AsyncWatchedKeyRing(_WatchedMixin):
             timeout=timeout,
             backoff=backoff,
             apply_delay=apply_delay,
+            ca_bundle=ca_bundle,
         )
         try:
             pair = (await watcher.fetch()).pair(var)

@@ -48,9 +48,9 @@ class DashboardService:
             return value
 
     def operator_by_hash(self, token_hash: str) -> Principal | None:
-        """The operator holding the token with this SHA-256, if it still exists."""
+        """The operator holding the token with this stored digest, if it is still valid."""
         with self.store.transaction(write=False) as tx:
             token = tx.find_token(token_hash)
-        if token is None or token.kind is not TokenKind.OPERATOR:
+        if token is None or token.kind is not TokenKind.OPERATOR or token.revoked_at is not None:
             return None
         return Principal(token.kind, token.id, token.app_id)

@@ -3,6 +3,10 @@
 Sending happens outside any transaction: a worker leases a due delivery (moving its next
 attempt a lease ahead, so another replica does not take it meanwhile), posts it signed with
 ``Heroku-Webhook-Hmac-SHA256``, then records the outcome and the next attempt with backoff.
+
+Target policy: a webhook URL carries no credentials (``user:pass@``), and unless the server
+allows private targets it may not name a loopback, link-local, private or otherwise non-public
+address; the sender checks every resolved address again at delivery time (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -10,8 +14,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
+import socket
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +34,8 @@ __all__ = [
     "EVENT_KINDS",
     "WebhookService",
     "enqueue_release",
+    "is_public_address",
+    "literal_address",
     "release_deliveries",
     "sign_body",
 ]
@@ -34,6 +43,57 @@ __all__ = [
 #: Event kinds a webhook may include; releases are what securekey emits.
 EVENT_KINDS = ("api:release",)
 _LEVELS = ("notify", "sync")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: NAT64's well-known prefix: its addresses carry an IPv4 address in their last 32 bits.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """Whether a webhook may be delivered to ``address`` without ``--allow-private-webhooks``.
+
+    Only globally routable unicast addresses are: loopback, link-local (169.254.169.254, the
+    cloud metadata service), private (10/8, 172.16/12, 192.168/16, fc00::/7), shared, reserved,
+    unspecified and multicast addresses are not, nor IPv6 forms that embed such an IPv4
+    address (IPv4-mapped ``::ffff:127.0.0.1``, 6to4, Teredo, NAT64).
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = [address.ipv4_mapped, address.sixtofour]
+        if address.teredo is not None:
+            embedded.extend(address.teredo)
+        if address in _NAT64:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if any(inner is not None and not is_public_address(inner) for inner in embedded):
+            return False
+        if address.ipv4_mapped is not None:
+            return True  # the mapped IPv4 address decided
+    return address.is_global and not address.is_multicast
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address a URL's host names literally, as a resolver reads it, or None for a name.
+
+    Besides dotted quads and IPv6 this reads the legacy forms ``inet_aton`` accepts
+    (``0x7f000001``, ``2130706433``, ``0177.0.0.1``, ``127.1``), which resolvers honour.
+    """
+    text = host.rstrip(".")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    if text and all(ch in "0123456789abcdefxABCDEFX." for ch in text) and text[0].isdigit():
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
+    return None
+
+
+def _is_local_name(host: str) -> bool:
+    """``localhost`` and names under it always mean this machine (RFC 6761)."""
+    name = host.rstrip(".").lower()
+    return name == "localhost" or name.endswith(".localhost")
 
 
 def sign_body(secret: str, body: bytes) -> str:
@@ -104,8 +164,11 @@ class WebhookService:
         max_backoff: timedelta = timedelta(hours=1),
         max_attempts: int = 10,
         lease: timedelta = timedelta(seconds=60),
+        allow_private: bool = False,
     ) -> None:
         self.store = store
+        #: Whether webhooks may target loopback, link-local and private addresses.
+        self.allow_private = allow_private
         self.clock: Clock = clock or SystemClock()
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -128,7 +191,7 @@ class WebhookService:
         ``authorization``, as in Heroku, is sent verbatim as each delivery's Authorization
         header (e.g. ``Bearer …`` for a receiver behind its own auth); it is stored encrypted.
         """
-        the_url = _check_url(url)
+        the_url = _check_url(url, allow_private=self.allow_private)
         kinds = _check_include(include)
         if level not in _LEVELS:
             raise ValidationError("level", "level must be notify or sync.")
@@ -224,11 +287,24 @@ class WebhookService:
                 raise NotFoundError("app_webhook_delivery", delivery_id)
             return tx.get_webhook(app.id, found.webhook_id), found
 
-    def lease_next(self, exclude: list[str]) -> tuple[Delivery, Webhook, bytes] | None:
-        """Take the next due delivery for sending: its webhook and the exact body to post."""
+    def lease_next(
+        self, exclude: Collection[str] = (), *, busy_hooks: Collection[str] = ()
+    ) -> tuple[Delivery, Webhook, bytes] | None:
+        """Take the next due delivery for sending: its webhook and the exact body to post.
+
+        Deliveries in ``exclude`` and those of the webhooks in ``busy_hooks`` (being sent to
+        now) are passed over, so one slow receiver holds at most one sender, in order.
+        """
         now = self.clock.now()
+        skipped = list(exclude)
         with self.store.transaction() as tx:
-            found = tx.claim_due_delivery(now, exclude)
+            for _ in range(_MAX_SKIPS):
+                found = tx.claim_due_delivery(now, skipped)
+                if found is None or found.webhook_id not in busy_hooks:
+                    break
+                skipped.append(found.id)
+            else:
+                return None
             if found is None:
                 return None
             hook = tx.get_webhook(found.app_id, found.webhook_id)
@@ -279,12 +355,39 @@ def _app(tx: Repository, ref: str) -> App:
     return app
 
 
-def _check_url(url: object) -> str:
+#: How many due deliveries of busy webhooks one lease passes over before giving up.
+_MAX_SKIPS = 64
+
+
+def _check_url(url: object, *, allow_private: bool) -> str:
     if not isinstance(url, str) or len(url) > 2000 or "\x00" in url:
         raise ValidationError("url", "url must be an http(s) URL of at most 2000 characters.")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValidationError(
+            "url", "url must be an http(s) URL with a valid host and port."
+        ) from None
+    if parts.scheme not in ("http", "https") or not host:
         raise ValidationError("url", "url must be an http(s) URL with a host.")
+    if "@" in parts.netloc:
+        # Credentials in a URL would be stored, listed and audited in plain text, and would
+        # silently replace the configured ``authorization``: they belong there instead.
+        raise ValidationError(
+            "url",
+            "url must not contain credentials (user:password@); give them in "
+            "authorization instead, which is stored encrypted and never shown.",
+        )
+    if not allow_private:
+        address = literal_address(host)
+        if _is_local_name(host) or (address is not None and not is_public_address(address)):
+            raise ValidationError(
+                "url",
+                f"url must not target a loopback, link-local or private address ({host}); "
+                "start the server with --allow-private-webhooks for on-premise receivers.",
+            )
     return url
 
 

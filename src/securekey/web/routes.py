@@ -36,7 +36,6 @@ from securekey.exceptions import (
     ValidationError,
 )
 from securekey.services.dashboard import DashboardService
-from securekey.services.tokens import hash_token
 from securekey.web import pages
 from securekey.web.guard import (
     SIGNIN_COOKIE,
@@ -251,7 +250,7 @@ class Dashboard:
             return self._sign_in_page(
                 request, "App tokens cannot sign in: use an operator token.", 403
             )
-        session_id, session = self.sessions.create(hash_token(raw), who.token_id)
+        session_id, session = self.sessions.create(self.ctx.tokens.digest(raw), who.token_id)
         session.flash("ok", "Signed in.")
         response = RedirectResponse("/ui/", 303)
         set_cookie(response, request, cookie_name(request), session_id, None)
