@@ -24,6 +24,7 @@ _HELP = """Automatic key rotation: apps, add-ons that hold a rotating key pair, 
 \b
 The commands and their output follow the Heroku CLI's; the server speaks the
 Heroku Platform API v3. Log in once, or set SECUREKEY_URL and SECUREKEY_TOKEN.
+
 \b
 Example:
   $ securekey login --url http://127.0.0.1:5000 --token sko_…

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from securekey import __version__
-from securekey.cli.context import use
+from securekey.cli.context import JsonOption, use
 from securekey.cli.errors import CliError
 
 __all__ = ["register"]
@@ -58,7 +58,7 @@ def server(
     )
 
 
-def version(ctx: typer.Context) -> None:
+def version(ctx: typer.Context, json: JsonOption = False) -> None:
     """Print the version.
 
     \b
@@ -66,7 +66,11 @@ def version(ctx: typer.Context) -> None:
       $ securekey version
       securekey 0.1.0
     """
-    use(ctx).out.say(f"securekey {__version__}")
+    out = use(ctx).out
+    if json:
+        out.json({"version": __version__})
+    else:
+        out.say(f"securekey {__version__}")
 
 
 def register(app: typer.Typer) -> None:

@@ -88,6 +88,7 @@ def tokens_revoke(
     ctx: typer.Context,
     token: Annotated[str, typer.Argument(metavar="ID", help="Token id (from `tokens`).")],
     app: AppOption,
+    json: JsonOption = False,
 ) -> None:
     """Revoke an app token; it stops working at once.
 
@@ -98,7 +99,9 @@ def tokens_revoke(
     """
     cli = use(ctx)
     with cli.out.action("Revoking token ", token, " on ", cli.out.app(app)):
-        cli.api().delete(f"/apps/{seg(app)}/tokens/{seg(token)}")
+        gone = cli.api().delete(f"/apps/{seg(app)}/tokens/{seg(token)}")
+    if json:
+        cli.out.json(gone)
 
 
 def register(app: typer.Typer) -> None:
