@@ -26,7 +26,7 @@ from securekey.api.context import ApiContext, etag_matches
 from securekey.api.errors import install_error_handlers
 from securekey.api.live import ConfigCache, PgReleaseListener, ReleaseHub, ReleaseSink
 from securekey.api.metrics import Metrics
-from securekey.api.routes import extras, ops, platform
+from securekey.api.routes import audit, extras, ops, platform
 from securekey.domain.clock import Clock
 from securekey.domain.models import TokenKind
 from securekey.exceptions import SecureKeyError
@@ -287,6 +287,7 @@ def create_api(
         metrics=metrics,
         scheduler=scheduler,
         ping_interval=ping_interval,
+        extra={"database": runtime.store.dialect},
     )
     sink = ReleaseSink(hub, cache)
     runtime.store.add_listener(sink)
@@ -332,6 +333,7 @@ def create_api(
     install_error_handlers(app)
     app.include_router(platform.router)
     app.include_router(extras.router)
+    app.include_router(audit.router)
     app.include_router(ops.router)
     app.add_middleware(_CachedConfigRead, ctx=ctx)
     app.add_middleware(_Limits, metrics=metrics)

@@ -13,7 +13,18 @@ from typing import Annotated
 import typer
 
 from securekey import __version__
-from securekey.cli import addons, apps, auth, config_vars, releases, run, server, tokens, webhooks
+from securekey.cli import (
+    addons,
+    apps,
+    audit,
+    auth,
+    config_vars,
+    releases,
+    run,
+    server,
+    tokens,
+    webhooks,
+)
 from securekey.cli.context import Cli
 from securekey.cli.errors import CliError
 
@@ -63,7 +74,8 @@ def build_app() -> typer.Typer:
     ) -> None:
         """Automatic key rotation."""
 
-    for group in (auth, apps, addons, config_vars, releases, tokens, webhooks, run, server):
+    groups = (auth, apps, addons, config_vars, releases, tokens, webhooks, audit, run, server)
+    for group in groups:
         group.register(app)
     return app
 
