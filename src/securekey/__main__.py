@@ -14,10 +14,11 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         if exc.name not in ("typer", "rich", "httpx"):
             raise
-        # A bare SDK install (httpx only) has no command line dependencies.
+        # A bare SDK install (httpx only) has no command line dependencies: they are an extra.
         print(
-            f"securekey: the command line needs {exc.name}; install it with "
-            "pip install 'securekey[server]'.",
+            f"securekey: the command line needs {exc.name}, which is not installed (the plain "
+            "`pip install securekey` is the SDK only). Install the CLI with "
+            "pip install 'securekey[cli]' (or 'securekey[server]' to run a server too).",
             file=sys.stderr,
         )
         return 1

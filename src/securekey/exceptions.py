@@ -69,9 +69,9 @@ class NotFoundError(SecureKeyError):
 
     id = "not_found"
 
-    def __init__(self, resource: str, ref: str) -> None:
+    def __init__(self, resource: str, ref: str, *, message: str | None = None) -> None:
         shown = ref if len(ref) <= 64 else ref[:61] + "..."
-        super().__init__(f"Couldn't find that {resource.replace('_', '-')}: {shown!r}.")
+        super().__init__(message or f"Couldn't find that {resource.replace('_', '-')}: {shown!r}.")
         self.resource = resource
         self.ref = ref
 

@@ -98,6 +98,8 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/apps/{app}/webhook-deliveries/{delivery}"): Case(
         "/apps/service-2/webhook-deliveries/{delivery}"
     ),
+    ("GET", "/audit-events"): Case("/audit-events?app=service-2"),
+    ("GET", "/status"): Case("/status"),
     ("GET", "/healthz"): Case("/healthz"),
     ("GET", "/readyz"): Case("/readyz"),
     ("GET", "/metrics"): Case("/metrics"),

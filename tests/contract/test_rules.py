@@ -273,3 +273,29 @@ def test_audit_log_names_fingerprints_only(service: SecureKeyService) -> None:
     blob = repr(service.audit_events())
     assert pair.latest.hex not in blob
     assert pair.previous.hex not in blob
+
+
+def test_audit_events_filter_and_page_in_the_store(
+    service: SecureKeyService, clock: FixedClock
+) -> None:
+    """actor, target, app, since/until and seq bounds filter in the database, on every backend."""
+    name = _seed(service)
+    start = clock.now()
+    clock.advance(timedelta(minutes=5))
+    service.attach(name, "service-2", as_="SERVICE_ONE_SECURE")
+    service.rotate(name, actor="scheduler")
+    everything = service.audit_events()
+    assert [e.seq for e in everything] == sorted(e.seq for e in everything)
+    assert [e.action for e in service.audit_events(actor="scheduler")] == ["addon.rotate"]
+    assert {e.target_name for e in service.audit_events(target=name)} == {name}
+    assert [e.action for e in service.audit_events(app="service-2")] == [
+        "app.create",
+        "addon.attach",
+    ]
+    later = [e.action for e in service.audit_events(since=start + timedelta(minutes=1))]
+    assert later == ["addon.attach", "addon.rotate"]
+    assert len(service.audit_events(until=start + timedelta(minutes=1))) == 3
+    newest = service.audit_events(newest_first=True, limit=1)
+    assert newest[0].seq == everything[-1].seq
+    middle = service.audit_events(after_seq=everything[0].seq, before_seq=everything[-1].seq)
+    assert middle == everything[1:-1]

@@ -31,7 +31,7 @@ from securekey.api.live import (
     StreamSlots,
 )
 from securekey.api.metrics import Metrics, method_label
-from securekey.api.routes import extras, ops, platform
+from securekey.api.routes import audit, extras, ops, platform
 from securekey.api.webhook_sender import WebhookSender
 from securekey.domain.clock import Clock
 from securekey.domain.models import TokenKind
@@ -262,6 +262,7 @@ def create_api(
         scheduler=scheduler,
         streams=StreamSlots(per_token=max_streams_per_token, total=max_streams),
         ping_interval=ping_interval,
+        extra={"database": runtime.store.dialect},
     )
     sink = ReleaseSink(hub, cache)
     runtime.store.add_listener(sink)
@@ -313,6 +314,7 @@ def create_api(
     install_error_handlers(app)
     app.include_router(platform.router)
     app.include_router(extras.router)
+    app.include_router(audit.router)
     app.include_router(ops.router)
     mount_dashboard(app, ctx)
     app.add_middleware(_CachedConfigRead, ctx=ctx)

@@ -314,3 +314,30 @@ class DeliveryOut(_Out):
     id: str
     status: str
     num_attempts: int
+
+
+class AuditEventOut(_Out):
+    """One audit event: who did what to which target; details name fingerprints, never keys."""
+
+    id: str
+    seq: int
+    created_at: str
+    actor: str
+    action: str
+    target: dict[str, str]
+    details: dict[str, str]
+
+
+class StatusOut(_Out):
+    """What ``securekey doctor`` shows: version, database, scheduler, failing webhooks."""
+
+    version: str
+    time: str
+    tls: bool
+    token: dict[str, str]
+    database: dict[str, Any]
+    ready: bool
+    scheduler: dict[str, Any]
+    addons: int
+    next_rotation: dict[str, Any] | None
+    webhooks: dict[str, Any]

@@ -212,6 +212,7 @@ def addons_create(
       $ securekey addons:create securekey:fortnightly -a service-1
       Creating securekey:fortnightly on ⬢ service-1... free
       Created securekey-solid-14332 as SECURE_KEY
+
     \b
       $ securekey addons:create securekey:daily -a service-1 --as FAST -- --period 10s
     """
@@ -224,9 +225,17 @@ def addons_create(
     }
     if name:
         body["name"] = name
-    with out.action("Creating ", plan, " on ", out.app(app)) as status:
-        addon = cli.api().post(f"/apps/{seg(app)}/addons", body)
-        status.text = _price(addon)
+    try:
+        with out.action("Creating ", plan, " on ", out.app(app)) as status:
+            addon = cli.api().post(f"/apps/{seg(app)}/addons", body)
+            status.text = _price(addon)
+    except ApiError as error:
+        if error.status == 422 and "already has an attachment named" in error.message:
+            raise CliError(
+                f"{error.message} Use --as NAME to attach the new add-on under another name "
+                "(config var NAME_KEY)."
+            ) from None
+        raise
     if json:
         out.json(addon)
         return
@@ -244,6 +253,7 @@ def addons_attach(
         str | None,
         typer.Option("--as", metavar="NAME", help="Attachment name (config var NAME_KEY)."),
     ] = None,
+    json: JsonOption = False,
 ) -> None:
     """Attach an add-on to another app.
 
@@ -268,6 +278,8 @@ def addons_attach(
             body["name"] = as_
         attachment = api.post("/addon-attachments", body)
     _released(out, api, app, "Setting ", str(attachment["name"]))
+    if json:
+        out.json(attachment)
 
 
 def _released(out: Renderer, api: Any, app: str, verb: str, name: str) -> None:
@@ -281,6 +293,7 @@ def addons_detach(
     ctx: typer.Context,
     attachment: Annotated[str, typer.Argument(metavar="NAME", help="Attachment name on APP.")],
     app: AppOption,
+    json: JsonOption = False,
 ) -> None:
     """Detach an add-on from an app.
 
@@ -307,6 +320,8 @@ def addons_detach(
     ):
         api.delete(f"/addon-attachments/{seg(found['id'])}")
     _released(out, api, app, "Unsetting ", name)
+    if json:
+        out.json(found)
 
 
 def addons_destroy(
@@ -318,6 +333,7 @@ def addons_destroy(
         bool,
         typer.Option("--force", "-f", help="Destroy even while other apps are attached."),
     ] = False,
+    json: JsonOption = False,
 ) -> None:
     """Destroy an add-on (asks to confirm).
 
@@ -330,6 +346,7 @@ def addons_destroy(
        ▸    This command will affect the app service-1
        ▸    To proceed, type service-1 or re-run this command with
        ▸    --confirm service-1
+
     \b
       > service-1
       Destroying securekey-solid-14332 on ⬢ service-1... done
@@ -377,6 +394,8 @@ def addons_destroy(
         if error.id == "attached_elsewhere":
             raise attached_elsewhere(ctx, error, name) from None
         raise
+    if json:
+        out.json(gone)
 
 
 # ------------------------------------------------------------ beyond the seed

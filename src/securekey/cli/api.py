@@ -193,7 +193,13 @@ class ApiClient:
         id_ = str(body.get("id", "error"))
         message = " ".join(str(body["message"]).split())
         creds = self.credentials
-        if status == 401:
+        if status == 401 and (creds.token or "").startswith("ska_"):
+            text = (
+                f"The server at {self.url} does not know the app token from "
+                f"{creds.token_source}: it is unknown or was revoked. Mint a new one with "
+                "`securekey tokens:create -a APP` (run with the operator token) and use that."
+            )
+        elif status == 401:
             text = (
                 f"The server at {self.url} rejected the token from {creds.token_source} "
                 f"({message.rstrip('.')}). Run `securekey login` with the operator token "

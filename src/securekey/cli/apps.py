@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from securekey.cli.context import AppOption, JsonOption, confirm, seg, use
-from securekey.cli.errors import ApiError
+from securekey.cli.errors import ApiError, CliError
 from securekey.cli.render import when
 
 __all__ = ["attached_elsewhere", "register"]
@@ -78,10 +78,21 @@ def apps_create(
         cli.out.say(cli.out.app(str(app["name"])))
 
 
-def apps_info(ctx: typer.Context, app: AppOption, json: JsonOption = False) -> None:
+def apps_info(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Argument(metavar="APP", help="The app (or give it with -a).")
+    ] = None,
+    app: Annotated[
+        str | None,
+        typer.Option("--app", "-a", metavar="APP", help="App to run the command against."),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
     """Show an app.
 
-    Its add-ons, attachments, number of config vars and current release.
+    Its add-ons, attachments, number of config vars and current release. The app may be
+    given as an argument or with -a, as in the Heroku CLI.
 
     \b
     Example:
@@ -92,6 +103,13 @@ def apps_info(ctx: typer.Context, app: AppOption, json: JsonOption = False) -> N
       ...
     """
     cli = use(ctx)
+    if name and app and name != app:
+        raise CliError(f"Two apps given ({name} and -a {app}); give one.", exit_code=2)
+    app = name or app
+    if not app:
+        raise CliError(
+            "Missing app: give it as `securekey apps:info APP` or with -a APP.", exit_code=2
+        )
     api = cli.api()
     info = api.get(f"/apps/{seg(app)}")
     addons = api.get(f"/apps/{seg(app)}/addons")
@@ -127,6 +145,7 @@ def apps_destroy(
         bool,
         typer.Option("--force", help="Also detach its add-ons from the other apps using them."),
     ] = False,
+    json: JsonOption = False,
 ) -> None:
     """Destroy an app and the add-ons it bills.
 
@@ -150,11 +169,13 @@ def apps_destroy(
     )
     try:
         with out.action("Destroying ", out.app(name), " (including all add-ons)"):
-            cli.api().delete(f"/apps/{seg(name)}", {"force": force})
+            gone = cli.api().delete(f"/apps/{seg(name)}", {"force": force})
     except ApiError as error:
         if error.id == "attached_elsewhere":
             raise attached_elsewhere(ctx, error, f"An add-on of {name}") from None
         raise
+    if json:
+        out.json(gone)
 
 
 def register(app: typer.Typer) -> None:

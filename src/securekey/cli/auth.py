@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from securekey.cli.context import use
+from securekey.cli.context import JsonOption, use
 from securekey.cli.errors import ApiError, CliError
 from securekey.cli.session import Credentials, credentials_path, forget, resolve, save
 
@@ -53,6 +53,7 @@ def login(
     Example:
       $ securekey login --url http://127.0.0.1:5000 --token sko_…
       Logged in to http://127.0.0.1:5000 as operator@securekey.local
+
     \b
       $ printenv OPERATOR_TOKEN | securekey login --url http://127.0.0.1:5000 --token -
       $ securekey login --url http://127.0.0.1:5000 --token-file /run/secrets/securekey
@@ -132,7 +133,7 @@ def logout(ctx: typer.Context) -> None:
         cli.out.tell("Not logged in: nothing to forget.")
 
 
-def whoami(ctx: typer.Context) -> None:
+def whoami(ctx: typer.Context, json: JsonOption = False) -> None:
     """Show the server and account in use (checks the token).
 
     \b
@@ -143,6 +144,9 @@ def whoami(ctx: typer.Context) -> None:
     cli = use(ctx)
     api = cli.api()
     account = api.get("/account")
+    if json:
+        cli.out.json({**account, "url": api.url})
+        return
     cli.out.say(str(account.get("email", "operator")), " on ", api.url)
 
 

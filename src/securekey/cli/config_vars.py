@@ -9,6 +9,7 @@ import typer
 
 from securekey.cli.context import AppOption, JsonOption, alias_help, seg, use
 from securekey.cli.errors import CliError
+from securekey.cli.render import mask_keys
 
 __all__ = ["register"]
 
@@ -18,17 +19,25 @@ ShellOption = Annotated[
 
 
 def config_show(
-    ctx: typer.Context, app: AppOption, shell: ShellOption = False, json: JsonOption = False
+    ctx: typer.Context,
+    app: AppOption,
+    shell: ShellOption = False,
+    json: JsonOption = False,
+    reveal: Annotated[
+        bool, typer.Option("--reveal", help="Show keys in full on a terminal too.")
+    ] = False,
 ) -> None:
     """Show an app's config vars.
 
-    An attachment's var (e.g. SECURE_KEY) holds the pair LATEST,PREVIOUS.
+    An attachment's var (e.g. SECURE_KEY) holds the pair LATEST,PREVIOUS. On a terminal
+    keys are shortened (3F6D…FDEE) so they do not sit on the screen; --reveal shows them.
+    In a pipe (| grep), with --shell or with --json they are printed in full.
 
     \b
     Example:
       $ securekey config -a service-1
       === service-1 Config Vars
-      SECURE_KEY: 3F6D463C2A79289D…FDEE,CF8BBE474F57D9CA…6EBA
+      SECURE_KEY: 3F6D…FDEE,CF8B…6EBA
     """
     cli = use(ctx)
     config: dict[str, str] = cli.api().get(f"/apps/{seg(app)}/config-vars")
@@ -38,6 +47,8 @@ def config_show(
         for name, value in config.items():
             cli.out.raw(f"{name}={shlex.quote(value)}")
     else:
+        if not reveal and cli.out.stdout_is_terminal():
+            config = {name: mask_keys(value) for name, value in config.items()}
         cli.out.header(f"{app} Config Vars")
         cli.out.config(config)
 
@@ -47,6 +58,7 @@ def config_get(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Config var name.")],
     app: AppOption,
     shell: ShellOption = False,
+    json: JsonOption = False,
 ) -> None:
     """Print one config var's value.
 
@@ -63,13 +75,17 @@ def config_get(
         raise CliError(
             f"{name} is not set on {app}; see its vars with `securekey config -a {app}`."
         )
-    cli.out.raw(f"{name}={shlex.quote(config[name])}" if shell else config[name])
+    if json:
+        cli.out.json({name: config[name]})
+    else:
+        cli.out.raw(f"{name}={shlex.quote(config[name])}" if shell else config[name])
 
 
 def config_set(
     ctx: typer.Context,
     pairs: Annotated[list[str], typer.Argument(metavar="KEY=VALUE...", help="Vars to set.")],
     app: AppOption,
+    json: JsonOption = False,
 ) -> None:
     """Set one or more config vars (one release).
 
@@ -93,13 +109,18 @@ def config_set(
     with out.action("Setting ", out.attachment(names), " and restarting ", out.app(app)) as status:
         config = api.patch(f"/apps/{seg(app)}/config-vars", changes)
         status.text = f"done, v{api.latest_release(app)}"
-    out.config({k: config.get(k, v) for k, v in changes.items()})
+    shown = {k: config.get(k, v) for k, v in changes.items()}
+    if json:
+        out.json(shown)
+    else:
+        out.config(shown)
 
 
 def config_unset(
     ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(metavar="KEY...", help="Vars to unset.")],
     app: AppOption,
+    json: JsonOption = False,
 ) -> None:
     """Unset one or more config vars (one release).
 
@@ -115,8 +136,10 @@ def config_unset(
     with out.action(
         "Unsetting ", out.attachment(shown), " and restarting ", out.app(app)
     ) as status:
-        api.patch(f"/apps/{seg(app)}/config-vars", dict.fromkeys(names))
+        config = api.patch(f"/apps/{seg(app)}/config-vars", dict.fromkeys(names))
         status.text = f"done, v{api.latest_release(app)}"
+    if json:
+        out.json(config)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,18 @@ from typing import Annotated
 import typer
 
 from securekey import __version__
-from securekey.cli import addons, apps, auth, config_vars, releases, run, server, tokens, webhooks
+from securekey.cli import (
+    addons,
+    apps,
+    audit,
+    auth,
+    config_vars,
+    releases,
+    run,
+    server,
+    tokens,
+    webhooks,
+)
 from securekey.cli.context import Cli
 from securekey.cli.errors import CliError
 
@@ -24,6 +35,7 @@ _HELP = """Automatic key rotation: apps, add-ons that hold a rotating key pair, 
 \b
 The commands and their output follow the Heroku CLI's; the server speaks the
 Heroku Platform API v3. Log in once, or set SECUREKEY_URL and SECUREKEY_TOKEN.
+
 \b
 Example:
   $ securekey login --url http://127.0.0.1:5000 --token sko_…
@@ -62,7 +74,8 @@ def build_app() -> typer.Typer:
     ) -> None:
         """Automatic key rotation."""
 
-    for group in (auth, apps, addons, config_vars, releases, tokens, webhooks, run, server):
+    groups = (auth, apps, addons, config_vars, releases, tokens, webhooks, audit, run, server)
+    for group in groups:
         group.register(app)
     return app
 

@@ -21,7 +21,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
-__all__ = ["GLYPH", "Column", "Part", "Renderer", "Status", "wants_color", "when"]
+__all__ = ["GLYPH", "Column", "Part", "Renderer", "Status", "mask_keys", "wants_color", "when"]
 
 #: Heroku's app glyph, printed before every app name.
 GLYPH = "⬢"
@@ -35,6 +35,16 @@ Part = str | Text
 def _safe(text: str) -> str:
     """Server-supplied text with control characters escaped (no terminal escape injection)."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+_PAIR = re.compile(r"[0-9A-F]{64}(?:,[0-9A-F]{64})?")
+
+
+def mask_keys(value: str) -> str:
+    """A key pair ``LATEST,PREVIOUS`` as ``3F6D…FDEE,CF8B…6EBA``; any other value unchanged."""
+    if not _PAIR.fullmatch(value):
+        return value
+    return ",".join(f"{key[:4]}…{key[-4:]}" for key in value.split(","))
 
 
 def when(value: object, *, short: bool = False) -> str:
@@ -276,6 +286,13 @@ class Renderer:
     def error(self, message: str) -> None:
         """One error line on stderr."""
         self._err.print(Text.assemble(Text(_MARK, style="red"), _safe(message)))
+
+    def stdout_is_terminal(self) -> bool:
+        """Whether results go to a person's terminal (not a pipe or a file)."""
+        try:
+            return self._out_stream.isatty()
+        except (AttributeError, ValueError):
+            return False
 
     def stdin_is_terminal(self) -> bool:
         """Whether someone can answer a prompt."""

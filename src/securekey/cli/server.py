@@ -173,7 +173,7 @@ def operator_token_create(
 server_app.add_typer(operator_token_app)
 
 
-def version(ctx: typer.Context) -> None:
+def version(ctx: typer.Context, json: JsonOption = False) -> None:
     """Print the version.
 
     \b
@@ -181,7 +181,11 @@ def version(ctx: typer.Context) -> None:
       $ securekey version
       securekey 0.1.0
     """
-    use(ctx).out.say(f"securekey {__version__}")
+    out = use(ctx).out
+    if json:
+        out.json({"version": __version__})
+    else:
+        out.say(f"securekey {__version__}")
 
 
 def register(app: typer.Typer) -> None:

@@ -97,6 +97,7 @@ def webhooks_remove(
     ctx: typer.Context,
     webhook: Annotated[str, typer.Argument(metavar="ID", help="Webhook id (from `webhooks`).")],
     app: AppOption,
+    json: JsonOption = False,
 ) -> None:
     """Remove a webhook and its pending deliveries.
 
@@ -107,7 +108,9 @@ def webhooks_remove(
     """
     cli = use(ctx)
     with cli.out.action("Removing webhook ", webhook, " from ", cli.out.app(app)):
-        cli.api().delete(f"/apps/{seg(app)}/webhooks/{seg(webhook)}")
+        gone = cli.api().delete(f"/apps/{seg(app)}/webhooks/{seg(webhook)}")
+    if json:
+        cli.out.json(gone)
 
 
 def register(app: typer.Typer) -> None:

@@ -281,7 +281,13 @@ class KeyRing:
         """A ring from the environment variable ``var`` (as ``securekey run`` sets it)."""
         env = os.environ if environ is None else environ
         if var not in env:
-            raise NotFoundError("config_var", var)
+            # Said plainly: this is the process's environment, not a server lookup.
+            raise NotFoundError(
+                "config_var",
+                var,
+                message=f"The environment variable {var} is not set. Start the process under "
+                f"`securekey run -a APP -- COMMAND`, which sets it, or export {var} yourself.",
+            )
         return cls.from_value(env[var], **kwargs)
 
     @classmethod

@@ -113,6 +113,12 @@ class Verifier:
             if not _KEY.fullmatch(key):
                 raise VerificationError("malformed", "A key is 64 hexadecimal characters.")
             return _Attempt("bearer", key=key)
+        if signed is not None:
+            raise VerificationError(
+                "missing",
+                f"Signed requests ({SIGNATURE_HEADER}) are not accepted here; send "
+                f"{self.header}: {'Bearer <key>' if self._bearer else '<key>'}.",
+            )
         wanted = []
         if "bearer" in self.modes:
             wanted.append(f"{self.header}: {'Bearer <key>' if self._bearer else '<key>'}")

@@ -146,6 +146,8 @@ class AuditEvent:
     target_id: str
     target_name: str
     details: dict[str, str] = field(default_factory=dict)
+    #: Position in the log (set by the store when read back; 0 before it is written).
+    seq: int = 0
 
 
 class TokenKind(enum.StrEnum):

@@ -83,6 +83,11 @@ class Scheduler:
                 log.exception("scheduler tick failed")
             self._stop.wait(self.interval)
 
+    @property
+    def running(self) -> bool:
+        """Whether the thread started by ``start()`` is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Run in a daemon thread."""
         self._stop.clear()

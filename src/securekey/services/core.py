@@ -609,11 +609,42 @@ class SecureKeyService:
     # ----------------------------------------------------------------- audit
 
     def audit_events(
-        self, *, action: str | None = None, target_id: str | None = None, limit: int | None = None
+        self,
+        *,
+        action: str | None = None,
+        target_id: str | None = None,
+        limit: int | None = None,
+        actor: str | None = None,
+        target: str | None = None,
+        target_type: str | None = None,
+        app: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        newest_first: bool = False,
     ) -> list[AuditEvent]:
-        """Audit events, oldest first."""
+        """Audit events, oldest first (``newest_first`` reverses), filtered by every given field.
+
+        The one way to read the audit log (API, CLI and dashboard). ``target`` matches a
+        target's name or id; ``app`` also finds events whose details name the app (attach,
+        detach); ``since`` is inclusive, ``until`` exclusive; ``after_seq``/``before_seq`` page.
+        """
         with self.store.transaction(write=False) as tx:
-            return tx.list_events(action=action, target_id=target_id, limit=limit)
+            return tx.list_events(
+                action=action,
+                target_id=target_id,
+                limit=limit,
+                actor=actor,
+                target=target,
+                target_type=target_type,
+                app=app,
+                since=since,
+                until=until,
+                after_seq=after_seq,
+                before_seq=before_seq,
+                newest_first=newest_first,
+            )
 
     # -------------------------------------------------------------- internal
 

@@ -155,6 +155,15 @@ class Repository(Protocol):
         action: str | None = None,
         target_id: str | None = None,
         limit: int | None = None,
+        actor: str | None = None,
+        target: str | None = None,
+        target_type: str | None = None,
+        app: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        newest_first: bool = False,
     ) -> list[AuditEvent]: ...
 
 

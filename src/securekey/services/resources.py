@@ -14,6 +14,7 @@ from securekey.domain.models import (
     Addon,
     App,
     Attachment,
+    AuditEvent,
     Delivery,
     KeyVersion,
     Release,
@@ -29,6 +30,7 @@ __all__ = [
     "addon_resource",
     "app_resource",
     "attachment_resource",
+    "audit_event_resource",
     "delivery_resource",
     "iso",
     "key_version_resource",
@@ -39,6 +41,9 @@ __all__ = [
 
 ACCOUNT_EMAIL = "operator@securekey.local"
 ACCOUNT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "securekey:operator"))
+#: Scheduled rotations are credited to the scheduler, in Heroku's user shape.
+SCHEDULER_EMAIL = "scheduler@securekey.local"
+SCHEDULER_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "securekey:scheduler"))
 _SERVICE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "securekey:addon-service"))
 _EPOCH = "1970-01-01T00:00:00Z"
 
@@ -52,6 +57,13 @@ def iso(value: datetime | None) -> str | None:
 
 def _plan_id(plan: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"securekey:plan:{plan}"))
+
+
+def _user(actor: str) -> dict[str, str]:
+    """Who made a release, as Heroku's ``user``: the scheduler is named, not the operator."""
+    if actor == "scheduler":
+        return {"id": SCHEDULER_ID, "email": SCHEDULER_EMAIL}
+    return {"id": ACCOUNT_ID, "email": ACCOUNT_EMAIL}
 
 
 def _ref(app: App) -> dict[str, str]:
@@ -183,7 +195,7 @@ def release_resource(release: Release, app: App) -> dict[str, Any]:
         "status": "succeeded",
         "current": release.version == app.release,
         "app": _ref(app),
-        "user": {"id": ACCOUNT_ID, "email": ACCOUNT_EMAIL},
+        "user": _user(release.actor),
         "addon_plan_names": [],
         "artifacts": [],
         "slug": None,
@@ -192,6 +204,19 @@ def release_resource(release: Release, app: App) -> dict[str, Any]:
         "created_at": iso(release.created_at),
         "updated_at": iso(release.created_at),
         "securekey": {"config_fingerprint": release.config_fingerprint, "actor": release.actor},
+    }
+
+
+def audit_event_resource(event: AuditEvent) -> dict[str, Any]:
+    """One audit event as the API shows it (names and fingerprints only, as it was written)."""
+    return {
+        "id": event.id,
+        "seq": event.seq,
+        "created_at": iso(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "target": {"type": event.target_type, "id": event.target_id, "name": event.target_name},
+        "details": dict(event.details),
     }
 
 

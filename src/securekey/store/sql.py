@@ -786,12 +786,46 @@ class SqlRepository:
         action: str | None = None,
         target_id: str | None = None,
         limit: int | None = None,
+        actor: str | None = None,
+        target: str | None = None,
+        target_type: str | None = None,
+        app: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        newest_first: bool = False,
     ) -> list[AuditEvent]:
-        query = sa.select(t.audit_events).order_by(t.audit_events.c.seq)
+        c = t.audit_events.c
+        query = sa.select(t.audit_events).order_by(c.seq.desc() if newest_first else c.seq)
         if action is not None:
-            query = query.where(t.audit_events.c.action == action)
+            query = query.where(c.action == action)
         if target_id is not None:
-            query = query.where(t.audit_events.c.target_id == target_id)
+            query = query.where(c.target_id == target_id)
+        if actor is not None:
+            query = query.where(c.actor == actor)
+        if target is not None:
+            query = query.where(sa.or_(c.target_name == target, c.target_id == target))
+        if target_type is not None:
+            query = query.where(c.target_type == target_type)
+        if app is not None:
+            # The app itself, or an event whose details name it (attach, detach, add-on create).
+            # details is JSON written with sort_keys and default separators, so the pair is exact.
+            named = json.dumps({"app": app})[1:-1]
+            query = query.where(
+                sa.or_(
+                    sa.and_(c.target_type == "app", c.target_name == app),
+                    c.details.contains(named, autoescape=True),
+                )
+            )
+        if since is not None:
+            query = query.where(c.at >= since)
+        if until is not None:
+            query = query.where(c.at < until)
+        if after_seq is not None:
+            query = query.where(c.seq > after_seq)
+        if before_seq is not None:
+            query = query.where(c.seq < before_seq)
         if limit is not None:
             query = query.limit(limit)
         return [
@@ -804,6 +838,7 @@ class SqlRepository:
                 r["target_id"],
                 r["target_name"],
                 json.loads(r["details"]),
+                int(r["seq"]),
             )
             for r in self.conn.execute(query).mappings()
         ]
