@@ -10,6 +10,7 @@ import typer
 from securekey import __version__
 from securekey.cli.context import use
 from securekey.cli.errors import CliError
+from securekey.exceptions import ConfigurationError
 
 __all__ = ["register"]
 
@@ -48,14 +49,18 @@ def server(
             f"The server needs {exc.name}, which is not installed: pip install 'securekey[server]'."
         ) from None
 
-    serve(
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        database_url=database_url,
-        scheduler_interval=scheduler_interval,
-        log_level=log_level,
-    )
+    try:
+        serve(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            database_url=database_url,
+            scheduler_interval=scheduler_interval,
+            log_level=log_level,
+        )
+    except ConfigurationError as exc:
+        # An operator's mistake, not a bug: one line saying what to do, no traceback.
+        raise CliError(exc.message) from None
 
 
 def version(ctx: typer.Context) -> None:
