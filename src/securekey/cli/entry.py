@@ -13,7 +13,18 @@ from typing import Annotated
 import typer
 
 from securekey import __version__
-from securekey.cli import addons, apps, auth, config_vars, releases, run, server, tokens, webhooks
+from securekey.cli import (
+    addons,
+    apps,
+    auth,
+    config_vars,
+    ops,
+    releases,
+    run,
+    server,
+    tokens,
+    webhooks,
+)
 from securekey.cli.context import Cli
 from securekey.cli.errors import CliError
 
@@ -62,7 +73,7 @@ def build_app() -> typer.Typer:
     ) -> None:
         """Automatic key rotation."""
 
-    for group in (auth, apps, addons, config_vars, releases, tokens, webhooks, run, server):
+    for group in (auth, apps, addons, config_vars, releases, tokens, webhooks, run, server, ops):
         group.register(app)
     return app
 

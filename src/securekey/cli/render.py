@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from rich.cells import cell_len
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 __all__ = ["GLYPH", "Column", "Part", "Renderer", "Status", "wants_color", "when"]
@@ -276,6 +277,16 @@ class Renderer:
     def error(self, message: str) -> None:
         """One error line on stderr."""
         self._err.print(Text.assemble(Text(_MARK, style="red"), _safe(message)))
+
+    def progress(self) -> Progress:
+        """A progress bar on stderr (plain, occasional lines when stderr is not a terminal)."""
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=self._err,
+        )
 
     def stdin_is_terminal(self) -> bool:
         """Whether someone can answer a prompt."""
