@@ -82,7 +82,8 @@ def running_server(
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(f"http://127.0.0.1:{port}", token, data_dir, proc, log_path)
     try:
-        deadline = time.monotonic() + 30
+        # Generous: a loaded CI machine may take a while to import and migrate.
+        deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{server.log()}")

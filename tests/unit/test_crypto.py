@@ -28,11 +28,12 @@ def test_round_trip(cipher: Cipher) -> None:
 
 
 def test_ciphertext_hides_the_plaintext_and_uses_fresh_nonces(cipher: Cipher) -> None:
-    """The blob is format byte + 12-byte nonce + ct + 16-byte tag; equal inputs never repeat."""
+    """The blob is format byte + key id + nonce + ct + tag; equal inputs never repeat."""
     one, two = cipher.encrypt(PLAIN, AAD), cipher.encrypt(PLAIN, AAD)
     assert one != two
-    assert one[:1] == b"\x01"
-    assert len(one) == 1 + 12 + len(PLAIN) + 16
+    assert one[:1] == b"\x02"
+    assert one[1:9].hex() == cipher.key_id
+    assert len(one) == 1 + 8 + 12 + len(PLAIN) + 16
     assert PLAIN not in one
     assert PLAIN[:8] not in one
 
@@ -52,7 +53,9 @@ def test_wrong_master_key_fails(cipher: Cipher) -> None:
         Cipher(MasterKey.generate()).decrypt(blob, AAD)
 
 
-@pytest.mark.parametrize("where", [1, 5, 13, 20, -1], ids=["nonce0", "nonce4", "ct0", "ct7", "tag"])
+@pytest.mark.parametrize(
+    "where", [9, 13, 21, 28, -1], ids=["nonce0", "nonce4", "ct0", "ct7", "tag"]
+)
 def test_any_flipped_bit_fails(cipher: Cipher, where: int) -> None:
     """Flipping a bit in the nonce, the ciphertext or the tag makes decryption fail."""
     blob = bytearray(cipher.encrypt(PLAIN, AAD))
@@ -62,7 +65,9 @@ def test_any_flipped_bit_fails(cipher: Cipher, where: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "blob", [b"", b"\x01", b"\x01" + b"\x00" * 27, b"\x02" + b"\x00" * 60], ids=repr
+    "blob",
+    [b"", b"\x01", b"\x01" + b"\x00" * 27, b"\x02" + b"\x00" * 35, b"\x03" + b"\x00" * 60],
+    ids=repr,
 )
 def test_malformed_blobs_fail_cleanly(cipher: Cipher, blob: bytes) -> None:
     """Truncated blobs or an unknown format byte are IntegrityError, not a crash."""
@@ -132,3 +137,52 @@ def test_master_key_and_cipher_reprs_are_redacted() -> None:
         assert master.to_base64() not in text
         assert raw.hex() not in text.lower()
         assert repr(raw) not in text
+
+
+def test_ciphertexts_name_their_master_key_and_open_after_adopting_a_new_one() -> None:
+    """After ``adopt`` new values carry the new key id; old ones still open; others are refused."""
+    old, new = MasterKey.generate(), MasterKey.generate()
+    cipher = Cipher(old)
+    before = cipher.encrypt(PLAIN, AAD)
+    cipher.adopt(new)
+    after = cipher.encrypt(PLAIN, AAD)
+    assert Cipher.key_id_of(before) == old.key_id
+    assert Cipher.key_id_of(after) == new.key_id
+    assert cipher.decrypt(before, AAD) == cipher.decrypt(after, AAD) == PLAIN
+    assert not cipher.is_current(before)
+    assert cipher.is_current(cipher.reencrypt(before, AAD))
+    with pytest.raises(IntegrityError, match=f"master key {new.key_id}"):
+        Cipher(old).decrypt(after, AAD)
+    assert Cipher(new).decrypt(after, AAD) == PLAIN
+
+
+def test_legacy_format_without_key_id_still_opens() -> None:
+    """Values written before key ids existed (format 0x01) open under their master key."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    master = MasterKey.generate()
+    nonce = secrets.token_bytes(12)
+    blob = b"\x01" + nonce + AESGCM(master.derive(b"aes-gcm-v1")).encrypt(nonce, PLAIN, AAD)
+    assert Cipher(MasterKey.generate(), [master]).decrypt(blob, AAD) == PLAIN
+    with pytest.raises(IntegrityError):
+        Cipher(MasterKey.generate()).decrypt(blob, AAD)
+
+
+def test_check_value_opens_only_under_its_key() -> None:
+    """A check value proves the key: it opens under its own key id, not under another key."""
+    master = MasterKey.generate()
+    check = Cipher(master).check_value()
+    assert Cipher(master).opens_check_value(master.key_id, check)
+    other = MasterKey.generate()
+    assert not Cipher(other).opens_check_value(master.key_id, check)
+    assert not Cipher(other).opens_check_value(other.key_id, check)
+
+
+def test_wrapped_key_unwraps_only_with_the_wrapping_key() -> None:
+    """A key wrapped under the master opens with it, to the same key id; not with another."""
+    master, new = MasterKey.generate(), MasterKey.generate()
+    blob = Cipher(master).wrap(new)
+    assert new.to_base64() not in repr(blob)
+    assert Cipher(master).unwrap(new.key_id, blob).to_base64() == new.to_base64()
+    with pytest.raises(IntegrityError):
+        Cipher(MasterKey.generate()).unwrap(new.key_id, blob)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -21,7 +22,14 @@ from securekey.exceptions import BusyError, ConfigurationError
 from securekey.runtime import open_runtime
 from securekey.services.tokens import TokenService
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "check_tls", "mint_operator_token", "serve"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "bind_socket",
+    "check_tls",
+    "mint_operator_token",
+    "serve",
+]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -125,6 +133,34 @@ def check_tls(cert: Path | None, key: Path | None) -> None:
         ) from None
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``; a taken port is a ``ConfigurationError``."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigurationError(
+            f"Cannot listen on {host}: {exc.strerror}. Give --host an address of this machine."
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigurationError(
+                f"Port {port} on {host} is already in use: stop the process holding it or "
+                "choose another with --port."
+            ) from None
+        raise ConfigurationError(
+            f"Cannot listen on {host}:{port}: {exc.strerror}. Choose another --host or --port."
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(
     *,
     host: str = DEFAULT_HOST,
@@ -150,11 +186,19 @@ def serve(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Everything this process creates (database, WAL, key files, backups) is for its user only.
+    os.umask(0o077)
     # Tests and impatient operators shorten the first retry; it doubles per attempt from there.
     webhook_backoff = timedelta(seconds=_env_seconds("SECUREKEY_WEBHOOK_BACKOFF", 5.0))
     webhook_timeout = _env_seconds("SECUREKEY_WEBHOOK_TIMEOUT", 15.0)
     settings = Settings.from_env().with_overrides(data_dir=data_dir, database_url=database_url)
-    runtime = open_runtime(settings)
+    # Bound first: a taken port is reported before anything else is opened.
+    sock = bind_socket(host, port)
+    try:
+        runtime = open_runtime(settings)
+    except BaseException:
+        sock.close()
+        raise
     where = settings.data_dir.resolve() if settings.embedded else "the configured database"
     logging.getLogger("securekey").info("data in %s", where)
     fresh = _ensure_operator_token(
@@ -195,8 +239,9 @@ def serve(
     )
     server = _Server(config, app.state.ctx.hub)
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         runtime.close()
+        sock.close()
     if not server.started:  # e.g. the port was taken; uvicorn.run exits with 3 here too
         raise SystemExit(3)

@@ -19,6 +19,7 @@ from securekey.cli import (
     audit,
     auth,
     config_vars,
+    ops,
     releases,
     run,
     server,
@@ -74,7 +75,7 @@ def build_app() -> typer.Typer:
     ) -> None:
         """Automatic key rotation."""
 
-    groups = (auth, apps, addons, config_vars, releases, tokens, webhooks, audit, run, server)
+    groups = (auth, apps, addons, config_vars, releases, tokens, webhooks, audit, run, server, ops)
     for group in groups:
         group.register(app)
     return app

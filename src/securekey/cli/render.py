@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from rich.cells import cell_len
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 __all__ = ["GLYPH", "Column", "Part", "Renderer", "Status", "mask_keys", "wants_color", "when"]
@@ -293,6 +294,16 @@ class Renderer:
             return self._out_stream.isatty()
         except (AttributeError, ValueError):
             return False
+
+    def progress(self) -> Progress:
+        """A progress bar on stderr (plain, occasional lines when stderr is not a terminal)."""
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=self._err,
+        )
 
     def stdin_is_terminal(self) -> bool:
         """Whether someone can answer a prompt."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -47,6 +48,9 @@ RELEASE_CHANNEL = "securekey_release"
 
 Listener = Callable[[Sequence[ReleaseNotice]], None]
 
+#: How often (seconds, at most) a process looks for a master-key rotation it must join.
+KEY_REFRESH_SECONDS = 2.0
+
 
 def _looks_like_uuid(ref: str) -> bool:
     return len(ref) == 36 and ref.count("-") == 4
@@ -60,6 +64,7 @@ class SqlStore:
         self.cipher = cipher
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self._keys_checked = time.monotonic()
         if migrate:
             upgrade(engine)
         self._key_legacy_token_digests()
@@ -88,6 +93,7 @@ class SqlStore:
                 conn = conn.execution_options(**{WRITE_OPTION: write})
             try:
                 with conn.begin():
+                    self._join_key_rotation(conn)
                     yield SqlRepository(conn, self.cipher, notices)
             except DBIntegrityError:
                 raise BusyError(
@@ -102,6 +108,20 @@ class SqlStore:
                 listeners = list(self._listeners)
             for listener in listeners:
                 listener(notices)
+
+    def _join_key_rotation(self, conn: Connection) -> None:
+        """Every few seconds: if a master-key rotation began, write under its new key."""
+        now = time.monotonic()
+        if now - self._keys_checked < KEY_REFRESH_SECONDS:
+            return
+        self._keys_checked = now
+        from securekey.store.master_keys import NEXT, adopt_next_key, key_records
+
+        found = conn.execute(
+            sa.select(t.master_keys.c.key_id).where(t.master_keys.c.state == NEXT)
+        ).first()
+        if found is not None and found.key_id != self.cipher.key_id:
+            adopt_next_key(conn, self.cipher, key_records(conn))
 
     def close(self) -> None:
         """Release every pooled connection."""

@@ -32,6 +32,7 @@ __all__ = [
     "audit_events",
     "config_vars",
     "key_versions",
+    "master_keys",
     "metadata",
     "releases",
     "tokens",
@@ -211,4 +212,18 @@ webhook_deliveries = Table(
     Column("last_error", String(200), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The master keys this database has known, by id. ``check_enc`` (a constant encrypted under the
+# key) lets a start-up prove it holds the right key; ``wrapped_enc`` carries the next key,
+# encrypted under the active one, to running replicas while a master-key rotation is under way.
+master_keys = Table(
+    "master_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("check_enc", LargeBinary, nullable=True),
+    Column("wrapped_enc", LargeBinary, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime, nullable=True),
 )

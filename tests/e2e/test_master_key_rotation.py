@@ -1,0 +1,151 @@
+"""`securekey master-key rotate`: online, resumable, and the old key opens nothing afterwards.
+
+A real server keeps serving (and its scheduler keeps rotating an add-on) while the command
+re-encrypts everything in small batches; the first run is cut short, the second resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from securekey.crypto import Cipher, MasterKey
+from securekey.exceptions import IntegrityError
+from securekey.store import make_engine, sqlite_url
+from securekey.store import tables as t
+from securekey.store.master_keys import ENCRYPTED, census
+from tests.e2e._ops import add_webhook, cli, pairs, populate
+from tests.e2e.test_startup import assert_one_clear_line, start_failing
+from tests.servers import running_server
+
+pytestmark = pytest.mark.slow
+
+
+def _blobs(db_url: str) -> list[tuple[str, object, bytes]]:
+    engine = make_engine(db_url)
+    found = []
+    try:
+        with engine.connect() as conn:
+            for col in ENCRYPTED:
+                c = col.table.c
+                query = sa.select(*(c[k] for k in col.key), c[col.column].label("blob"))
+                for row in conn.execute(query.where(c[col.column].is_not(None))):
+                    found.append((col.label, row, row.blob))
+    finally:
+        engine.dispose()
+    return found
+
+
+def test_master_key_rotation_online_resumable_and_old_key_retired(tmp_path: Path) -> None:
+    """Every add-on serves the same pair after rotation; the old key opens nothing, fails start."""
+    data = tmp_path / "data"
+    db_url = sqlite_url(data / "securekey.db")
+    with running_server(data) as server, server.client() as http:
+        made = populate(http, period="5s")
+        old = MasterKey.from_file(data / "master.key")
+        add_webhook(db_url, Cipher(old), "service-1")
+        steady = {k: v for k, v in pairs(http).items() if not k.startswith("service-3")}
+        engine = make_engine(db_url)
+        try:
+            before = census(engine)
+            assert set(before) == {old.key_id}
+            # First run: cut short after 2 batches of 2 values.
+            first = cli("master-key", "rotate", "--data-dir", data, "--batch-size", "2",
+                        "--max-batches", "2")  # fmt: skip
+            assert first.returncode == 0, first.stderr
+            assert "run the same command again" in first.stderr
+            mid = census(engine)
+            new_id = next(k for k in mid if k != old.key_id)
+            print("after the interrupted run:", mid)
+            assert mid.get(old.key_id, 0) > 0
+            assert mid[new_id] >= 4
+            # The server keeps serving, with both keys, and writes under the new one.
+            assert {k: v for k, v in pairs(http).items() if not k.startswith("service-3")} == steady
+            rotated = http.post(f"/addons/{made.addons[1]}/actions/rotate", json={})
+            assert rotated.status_code == 200
+            steady = {k: v for k, v in pairs(http).items() if not k.startswith("service-3")}
+            # Second run: resumes and finishes.
+            second = cli("master-key", "rotate", "--data-dir", data, "--batch-size", "3")
+            assert second.returncode == 0, second.stderr
+            assert "Done" in second.stderr, second.stderr
+            after = census(engine)
+            print("after the resumed run:", after)
+            assert set(after) == {new_id}
+        finally:
+            engine.dispose()
+        version_before = http.get(f"/addons/{made.addons[2]}").json()["securekey"]["key_version"]
+        assert {k: v for k, v in pairs(http).items() if not k.startswith("service-3")} == steady
+        assert http.get("/apps/service-1/config-vars").json()["DATABASE_PASSWORD"] == "hunter2"
+        # The scheduler kept rotating service-3's add-on throughout (5 s period).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = http.get(f"/addons/{made.addons[2]}").json()["securekey"]["key_version"]
+            if now > version_before:
+                break
+            time.sleep(0.5)
+        assert now > version_before
+        hooks = http.get("/apps/service-1/webhooks")
+        assert hooks.status_code == 200
+        assert len(hooks.json()) == 1
+        consumer = http.get(
+            "/apps/service-2/config-vars", headers={"Authorization": f"Bearer {made.app_token}"}
+        )
+        assert consumer.status_code == 200
+    new = MasterKey.from_file(data / "master.key")
+    assert new.key_id == new_id
+    assert not (data / "master.key.new").exists()
+    # The old key opens nothing: not one stored value, not the check values.
+    blobs = _blobs(db_url)
+    assert blobs
+    for label, row, blob in blobs:
+        col = next(c for c in ENCRYPTED if c.label == label)
+        with pytest.raises(IntegrityError):
+            Cipher(old).decrypt(blob, col.aad(row))
+        assert Cipher(new).decrypt(blob, col.aad(row))
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        rows = {r.key_id: r for r in conn.execute(sa.select(t.master_keys))}
+    engine.dispose()
+    assert rows[old.key_id].state == "retired"
+    assert rows[old.key_id].check_enc is None
+    assert rows[old.key_id].wrapped_enc is None
+    assert rows[new_id].state == "active"
+    assert rows[new_id].wrapped_enc is None
+    # The old key alone cannot start a server any more; the new one serves the same pairs.
+    code, stderr = start_failing(["--data-dir", str(data), "--port", "0"], _env_with_key(old))
+    assert_one_clear_line(code, stderr, "retired", new_id)
+    with running_server(data) as server, server.client() as http:
+        assert {k: v for k, v in pairs(http).items() if not k.startswith("service-3")} == steady
+
+
+def _env_with_key(key: MasterKey) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECUREKEY_")}
+    env["SECUREKEY_MASTER_KEY"] = key.to_base64()
+    return env
+
+
+def test_rotation_refuses_without_the_current_key(tmp_path: Path) -> None:
+    """Rotating with a current key that is not the database's changes nothing and says why."""
+    data = tmp_path / "data"
+    with running_server(data) as server, server.client() as http:
+        populate(http)
+    engine = make_engine(sqlite_url(data / "securekey.db"))
+    try:
+        before = census(engine)
+        wrong = MasterKey.generate()
+        result = cli(
+            "master-key", "rotate", "--data-dir", data,
+            env={"SECUREKEY_MASTER_KEY": wrong.to_base64(),
+                 "SECUREKEY_NEW_MASTER_KEY": MasterKey.generate().to_base64()},
+        )  # fmt: skip
+        assert result.returncode != 0
+        assert "is needed to rotate" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert census(engine) == before
+    finally:
+        engine.dispose()
