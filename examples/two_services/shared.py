@@ -20,6 +20,11 @@ Settings (environment variables):
     services learn of a rotation at independent moments.
 ``SECUREKEY_MIN_REFRESH_INTERVAL``
     At most one on-demand refresh per this many seconds (default 1.0).
+``SECUREKEY_HANDOVER``, ``SECUREKEY_HANDOVER_WINDOW``
+    service-1 only: what a caller that used PREVIOUS is told. ``hint`` (default): LATEST's
+    fingerprint, and the caller refreshes with its own token; ``key``: the seed's handover of
+    LATEST itself, only within ``SECUREKEY_HANDOVER_WINDOW`` seconds (default 600) after the
+    pair changed, each one counted in ``/stats`` and logged with the caller's address.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from securekey.client import KeyRing, WatchedKeyRing
 
 Mode = Literal["bearer", "signed", "naive"]
 Source = Literal["watch", "fetch", "env-file"]
+Handover = Literal["hint", "key"]
 MODES: tuple[Mode, ...] = ("bearer", "signed", "naive")
 SOURCES: tuple[Source, ...] = ("watch", "fetch", "env-file")
+HANDOVERS: tuple[Handover, ...] = ("hint", "key")
 
 
 class SettingsError(RuntimeError):
@@ -82,6 +89,8 @@ class Settings:
     env_file: str | None
     apply_delay_max: float
     min_refresh_interval: float
+    handover: Handover
+    handover_window: float
 
     @classmethod
     def from_env(cls, *, app: str, var: str) -> Settings:
@@ -101,6 +110,8 @@ class Settings:
             env_file=env_file,
             apply_delay_max=_seconds("SECUREKEY_APPLY_DELAY_MAX", 0.0),
             min_refresh_interval=_seconds("SECUREKEY_MIN_REFRESH_INTERVAL", 1.0),
+            handover=cast(Handover, _choice("SECUREKEY_HANDOVER", HANDOVERS, "hint")),
+            handover_window=_seconds("SECUREKEY_HANDOVER_WINDOW", 600.0),
         )
 
     def apply_delay(self) -> Callable[[], float] | None:

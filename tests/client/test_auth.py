@@ -118,11 +118,11 @@ def test_httpx_does_not_retry_when_the_refresh_finds_nothing() -> None:
 
 
 def test_httpx_signed_mode_signs_and_sends_no_key() -> None:
-    """signed=True sends only a Securekey-Signature, which the middleware accepts."""
+    """signed=True sends only a Securekey-Signature (host signed), which the middleware accepts."""
     ring = StaticKeyRing()
 
     async def main() -> None:
-        client, _ = _async_client(ring, SecureKeyAuth(ring, signed=True))
+        client, _ = _async_client(ring, SecureKeyAuth(ring, signed=True), hosts=["S:80"])
         async with client:
             response = await client.post("/pay?id=3", json={"amount": 5})
             assert response.json()["mode"] == "signed"
@@ -257,6 +257,7 @@ class _Prepared:
 
     def __init__(self, method: str, path_url: str, body: bytes | str | None) -> None:
         self.method, self.path_url, self.body = method, path_url, body
+        self.url = "http://s" + path_url
         self.headers: dict[str, str] = {}
         self.hooks: dict[str, list[Any]] = {"response": []}
 
@@ -298,7 +299,8 @@ class _Adapter:
         self.sent += 1
         body = request.body.encode() if isinstance(request.body, str) else request.body or b""
         try:
-            verified = self.verifier.verify(request.method, request.path_url, request.headers, body)
+            headers = {**request.headers, "Host": "s"}  # what requests sends for http://s
+            verified = self.verifier.verify(request.method, request.path_url, headers, body)
         except Exception:
             return _Response(401, {}, request, self)
         headers = {"Securekey-Latest-Key": verified.latest.hex} if verified.stale else {}
