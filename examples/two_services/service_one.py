@@ -127,6 +127,7 @@ def create_app() -> Starlette:
             handover=settings.handover,
             handover_window=settings.handover_window,
             stats=handovers,
+            hosts=settings.hosts,
         )
     )
     return Starlette(

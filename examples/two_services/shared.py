@@ -25,6 +25,9 @@ Settings (environment variables):
     fingerprint, and the caller refreshes with its own token; ``key``: the seed's handover of
     LATEST itself, only within ``SECUREKEY_HANDOVER_WINDOW`` seconds (default 600) after the
     pair changed, each one counted in ``/stats`` and logged with the caller's address.
+``SECUREKEY_HOSTS``
+    service-1 only: the names it answers to, comma-separated (e.g. ``127.0.0.1:8001``); a
+    request signed for any other host is refused (no replays from services sharing the key).
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class Settings:
     min_refresh_interval: float
     handover: Handover
     handover_window: float
+    hosts: tuple[str, ...] | None
 
     @classmethod
     def from_env(cls, *, app: str, var: str) -> Settings:
@@ -100,6 +104,7 @@ class Settings:
         if source == "env-file" and env_file is None:
             raise SettingsError("SECUREKEY_KEY_SOURCE=env-file needs SECUREKEY_ENV_FILE.")
         needs_server = source != "env-file"
+        hosts = os.environ.get("SECUREKEY_HOSTS", "")
         return cls(
             url=_required("SECUREKEY_URL") if needs_server else "",
             token=_required("SECUREKEY_TOKEN") if needs_server else "",
@@ -112,6 +117,7 @@ class Settings:
             min_refresh_interval=_seconds("SECUREKEY_MIN_REFRESH_INTERVAL", 1.0),
             handover=cast(Handover, _choice("SECUREKEY_HANDOVER", HANDOVERS, "hint")),
             handover_window=_seconds("SECUREKEY_HANDOVER_WINDOW", 600.0),
+            hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()) or None,
         )
 
     def apply_delay(self) -> Callable[[], float] | None:
