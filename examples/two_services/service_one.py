@@ -2,8 +2,10 @@
 
 A small Starlette app. ``SecureKeyMiddleware`` over a key ring on ``SECURE_KEY`` accepts LATEST
 or PREVIOUS (bearer) or a signature made with either (signed); a caller that used PREVIOUS is
-answered normally and handed LATEST. A key it does not know makes the ring refresh once
-before the request is refused, so a caller that heard of a rotation first still gets in.
+answered normally and told LATEST's fingerprint (or, with ``SECUREKEY_HANDOVER=key``, handed
+LATEST within a window after the change, counted). A key it does not know makes the ring
+refresh before the request is refused (or, if a refresh is not allowed yet, it is refused at
+once with ``Securekey-Retry-After``), so a caller that heard of a rotation first still gets in.
 
 Run it (settings in ``shared.py``)::
 
@@ -30,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from securekey.client import KeyRing, SecureKeyMiddleware, Verified
+from securekey.client import HandoverStats, KeyRing, SecureKeyMiddleware, Verified
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -85,6 +87,7 @@ def create_app() -> Starlette:
     settings = Settings.from_env(app="service-1", var="SECURE_KEY")
     ring = settings.open_ring()
     counts: Counter[str] = Counter()  # one event loop: no lock needed
+    handovers = HandoverStats()
 
     async def echo(request: Request) -> Response:
         verified: Verified | None = request.scope.get("securekey")
@@ -98,7 +101,14 @@ def create_app() -> Starlette:
         return JSONResponse({"ok": True})
 
     async def stats(request: Request) -> Response:
-        return JSONResponse({"mode": settings.mode, "counts": counts, "ring": ring_stats(ring)})
+        return JSONResponse(
+            {
+                "mode": settings.mode,
+                "counts": counts,
+                "ring": ring_stats(ring),
+                "handover": {"mode": settings.handover, **handovers.as_dict()},
+            }
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -109,7 +119,16 @@ def create_app() -> Starlette:
     check = (
         Middleware(NaiveSingleKey, ring=ring)
         if settings.mode == "naive"
-        else Middleware(SecureKeyMiddleware, ring=ring, modes=(settings.mode,), exempt=OPEN)
+        else Middleware(
+            SecureKeyMiddleware,
+            ring=ring,
+            modes=(settings.mode,),
+            exempt=OPEN,
+            handover=settings.handover,
+            handover_window=settings.handover_window,
+            stats=handovers,
+            hosts=settings.hosts,
+        )
     )
     return Starlette(
         routes=[

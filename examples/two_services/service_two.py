@@ -2,8 +2,9 @@
 
 A small Starlette app. It holds the add-on's pair as ``SERVICE_ONE_SECURE_KEY`` (the
 attachment ``--as SERVICE_ONE_SECURE``) in a key ring and calls service-1 through httpx with
-``SecureKeyAuth``: it presents LATEST (bearer) or signs with it (signed), adopts the LATEST
-service-1 hands back when it was behind, and after a 401 refreshes once and resends.
+``SecureKeyAuth``: it presents LATEST (bearer) or signs with it (signed); told by service-1
+that a newer LATEST exists, it refreshes its ring from the securekey server with its own app
+token; after a 401 it refreshes and resends (or resends after the wait service-1 names).
 
 Run it (settings in ``shared.py``, plus ``SERVICE_ONE_URL``)::
 
@@ -38,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from securekey.client import LATEST_KEY_HEADER, LATEST_KEYID_HEADER, SecureKeyAuth
+from securekey.client import LATEST_FINGERPRINT_HEADER, LATEST_KEY_HEADER, SecureKeyAuth
 
 MAX_CALLS = 10_000
 MAX_CONCURRENCY = 32
@@ -87,8 +88,8 @@ def create_app() -> Starlette:
                 await asyncio.sleep(0.05)
         elapsed_ms = (time.perf_counter() - started) * 1000
         counts["max_ms"] = max(counts["max_ms"], round(elapsed_ms))
-        counts["auth_retries"] += bool(response.history)
-        if LATEST_KEY_HEADER in response.headers or LATEST_KEYID_HEADER in response.headers:
+        counts["auth_retries"] += len(response.history)  # each one answered 401
+        if LATEST_KEY_HEADER in response.headers or LATEST_FINGERPRINT_HEADER in response.headers:
             counts["handovers"] += 1
         if response.status_code == 200 and response.json().get("echo") == {"n": n}:
             counts["ok"] += 1

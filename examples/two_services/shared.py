@@ -20,6 +20,14 @@ Settings (environment variables):
     services learn of a rotation at independent moments.
 ``SECUREKEY_MIN_REFRESH_INTERVAL``
     At most one on-demand refresh per this many seconds (default 1.0).
+``SECUREKEY_HANDOVER``, ``SECUREKEY_HANDOVER_WINDOW``
+    service-1 only: what a caller that used PREVIOUS is told. ``hint`` (default): LATEST's
+    fingerprint, and the caller refreshes with its own token; ``key``: the seed's handover of
+    LATEST itself, only within ``SECUREKEY_HANDOVER_WINDOW`` seconds (default 600) after the
+    pair changed, each one counted in ``/stats`` and logged with the caller's address.
+``SECUREKEY_HOSTS``
+    service-1 only: the names it answers to, comma-separated (e.g. ``127.0.0.1:8001``); a
+    request signed for any other host is refused (no replays from services sharing the key).
 """
 
 from __future__ import annotations
@@ -36,8 +44,10 @@ from securekey.client import KeyRing, WatchedKeyRing
 
 Mode = Literal["bearer", "signed", "naive"]
 Source = Literal["watch", "fetch", "env-file"]
+Handover = Literal["hint", "key"]
 MODES: tuple[Mode, ...] = ("bearer", "signed", "naive")
 SOURCES: tuple[Source, ...] = ("watch", "fetch", "env-file")
+HANDOVERS: tuple[Handover, ...] = ("hint", "key")
 
 
 class SettingsError(RuntimeError):
@@ -82,6 +92,9 @@ class Settings:
     env_file: str | None
     apply_delay_max: float
     min_refresh_interval: float
+    handover: Handover
+    handover_window: float
+    hosts: tuple[str, ...] | None
 
     @classmethod
     def from_env(cls, *, app: str, var: str) -> Settings:
@@ -91,6 +104,7 @@ class Settings:
         if source == "env-file" and env_file is None:
             raise SettingsError("SECUREKEY_KEY_SOURCE=env-file needs SECUREKEY_ENV_FILE.")
         needs_server = source != "env-file"
+        hosts = os.environ.get("SECUREKEY_HOSTS", "")
         return cls(
             url=_required("SECUREKEY_URL") if needs_server else "",
             token=_required("SECUREKEY_TOKEN") if needs_server else "",
@@ -101,6 +115,9 @@ class Settings:
             env_file=env_file,
             apply_delay_max=_seconds("SECUREKEY_APPLY_DELAY_MAX", 0.0),
             min_refresh_interval=_seconds("SECUREKEY_MIN_REFRESH_INTERVAL", 1.0),
+            handover=cast(Handover, _choice("SECUREKEY_HANDOVER", HANDOVERS, "hint")),
+            handover_window=_seconds("SECUREKEY_HANDOVER_WINDOW", 600.0),
+            hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()) or None,
         )
 
     def apply_delay(self) -> Callable[[], float] | None:

@@ -13,6 +13,7 @@ import pytest
 
 from securekey.client import (
     KeyPair,
+    KeyRing,
     SecureKeyAuth,
     SecureKeyMiddleware,
     SecureKeyRequestsAuth,
@@ -85,6 +86,62 @@ def test_httpx_adopts_latest_handed_over_for_previous() -> None:
     assert auth.key == p3.latest  # the ring moved on: the adoption no longer applies
 
 
+def test_httpx_refreshes_its_own_ring_on_a_hint_and_is_never_handed_a_key() -> None:
+    """By default a caller one rotation behind gets a fingerprint; its own ring fetches LATEST."""
+    p1, p2, _ = _pairs()
+    client_ring, server_ring = StaticKeyRing(p1), StaticKeyRing(p2)
+    client_ring.stage(p2)  # what this caller's own refresh (its own token) will find
+    auth = SecureKeyAuth(client_ring)
+
+    async def main() -> None:
+        client, _ = _async_client(server_ring, auth)
+        async with client:
+            first = await client.get("/")
+            assert first.json()["slot"] == "previous"
+            assert first.headers["securekey-latest-fingerprint"] == p2.latest.fingerprint
+            assert "securekey-latest-key" not in first.headers
+            client_ring.refresh()  # joins the one the hint started; returns once it is done
+            second = await client.get("/")
+            assert second.json()["slot"] == "latest"
+
+    asyncio.run(main())
+    assert client_ring.current == p2
+    assert client_ring.refreshes <= 2
+
+
+def test_httpx_waits_as_told_when_the_server_cannot_refresh_yet() -> None:
+    """A 401 with Securekey-Retry-After is resent after that wait, once the server caught up."""
+    p1, p2, _ = _pairs()
+    client_ring = StaticKeyRing(p2)  # the caller heard of the rotation first
+    server_ring = KeyRing(p1, fetcher=_Later(p2), min_refresh_interval=0.3)
+    server_ring.refresh()  # the server just refreshed: the next one may start in 0.3 s only
+
+    async def main() -> None:
+        client, app = _async_client(server_ring, SecureKeyAuth(client_ring))
+        async with client:
+            response = await client.get("/")
+        assert response.status_code == 200
+        assert [r.status_code for r in response.history][:1] == [401]
+        assert "securekey-retry-after" in response.history[0].headers
+        assert app.calls == 1 + len(response.history)
+
+    asyncio.run(main())
+
+
+class _Later:
+    """A fetcher that finds nothing the first time and ``pair`` after that."""
+
+    def __init__(self, pair: KeyPair) -> None:
+        self.pair, self.calls = pair, 0
+
+    def fetch(self) -> KeyPair | None:
+        self.calls += 1
+        return self.pair if self.calls > 1 else None
+
+    async def afetch(self) -> KeyPair | None:
+        return self.fetch()
+
+
 def test_httpx_refreshes_and_retries_once_after_a_401() -> None:
     """A client two rotations behind refreshes its ring on 401 and the resent request passes."""
     p1, _, p3 = _pairs()
@@ -118,11 +175,11 @@ def test_httpx_does_not_retry_when_the_refresh_finds_nothing() -> None:
 
 
 def test_httpx_signed_mode_signs_and_sends_no_key() -> None:
-    """signed=True sends only a Securekey-Signature, which the middleware accepts."""
+    """signed=True sends only a Securekey-Signature (host signed), which the middleware accepts."""
     ring = StaticKeyRing()
 
     async def main() -> None:
-        client, _ = _async_client(ring, SecureKeyAuth(ring, signed=True))
+        client, _ = _async_client(ring, SecureKeyAuth(ring, signed=True), hosts=["S:80"])
         async with client:
             response = await client.post("/pay?id=3", json={"amount": 5})
             assert response.json()["mode"] == "signed"
@@ -257,6 +314,7 @@ class _Prepared:
 
     def __init__(self, method: str, path_url: str, body: bytes | str | None) -> None:
         self.method, self.path_url, self.body = method, path_url, body
+        self.url = "http://s" + path_url
         self.headers: dict[str, str] = {}
         self.hooks: dict[str, list[Any]] = {"response": []}
 
@@ -298,7 +356,8 @@ class _Adapter:
         self.sent += 1
         body = request.body.encode() if isinstance(request.body, str) else request.body or b""
         try:
-            verified = self.verifier.verify(request.method, request.path_url, request.headers, body)
+            headers = {**request.headers, "Host": "s"}  # what requests sends for http://s
+            verified = self.verifier.verify(request.method, request.path_url, headers, body)
         except Exception:
             return _Response(401, {}, request, self)
         headers = {"Securekey-Latest-Key": verified.latest.hex} if verified.stale else {}

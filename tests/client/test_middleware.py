@@ -22,6 +22,9 @@ from securekey.client import (
 )
 from tests.client.apps import echo_asgi, echo_wsgi
 
+#: Where the test clients send their requests (their Host header).
+HOST = "service-1"
+
 
 def _asgi(ring: KeyRing, **kwargs: Any) -> httpx.AsyncClient:
     app = SecureKeyMiddleware(echo_asgi, ring, **kwargs)
@@ -107,7 +110,9 @@ def _attack(ring: KeyRing, mode: str, **options: Any) -> list[tuple[int, bool]]:
             for _ in range(5):
                 ring.swap(ring.current.rotated())
                 if mode == "signed":
-                    headers = {"Securekey-Signature": sign_request(held, "GET", "/", b"")}
+                    headers = {
+                        "Securekey-Signature": sign_request(held, "GET", "/", b"", host=HOST)
+                    }
                 else:
                     headers = _bearer(held.hex)
                 response = await client.get("/", headers=headers)
@@ -201,7 +206,7 @@ def test_asgi_checks_signed_requests_and_replays_the_body() -> None:
         ring = StaticKeyRing()
         body = b'{"amount": 12}'
         async with _asgi(ring) as client:
-            header = sign_request(ring.latest, "POST", "/pay?x=1", body)
+            header = sign_request(ring.latest, "POST", "/pay?x=1", body, host=HOST)
             response = await client.post(
                 "/pay?x=1", content=body, headers={"Securekey-Signature": header}
             )
@@ -221,7 +226,7 @@ def test_asgi_names_latest_by_fingerprint_to_a_previous_signer() -> None:
     async def main() -> None:
         ring = StaticKeyRing()
         async with _asgi(ring) as client:
-            header = sign_request(ring.current.previous, "GET", "/", b"")
+            header = sign_request(ring.current.previous, "GET", "/", b"", host=HOST)
             response = await client.get("/", headers={"Securekey-Signature": header})
         assert response.status_code == 200
         assert response.headers["securekey-latest-keyid"] == ring.current.latest.fingerprint
@@ -238,7 +243,7 @@ def test_asgi_refuses_oversized_signed_bodies() -> None:
         ring = StaticKeyRing()
         async with _asgi(ring, max_body=8) as client:
             body = b"x" * 9
-            header = sign_request(ring.latest, "POST", "/", body)
+            header = sign_request(ring.latest, "POST", "/", body, host=HOST)
             response = await client.post("/", content=body, headers={"Securekey-Signature": header})
         assert response.status_code == 413
 
@@ -327,12 +332,12 @@ def test_wsgi_checks_signed_requests_and_keeps_the_body() -> None:
     ring = StaticKeyRing()
     body = b"payload"
     with _wsgi(ring) as client:
-        header = sign_request(ring.latest, "POST", "/a/b?q=1&r=two", body)
+        header = sign_request(ring.latest, "POST", "/a/b?q=1&r=two", body, host=HOST)
         response = client.post(
             "/a/b?q=1&r=two", content=body, headers={"Securekey-Signature": header}
         )
         assert response.json() == {"body": "payload", "slot": "latest", "mode": "signed"}
-        tampered = sign_request(ring.latest, "POST", "/a/b?q=2&r=two", body)
+        tampered = sign_request(ring.latest, "POST", "/a/b?q=2&r=two", body, host=HOST)
         refused = client.post(
             "/a/b?q=1&r=two", content=body, headers={"Securekey-Signature": tampered}
         )
@@ -346,7 +351,7 @@ def test_wsgi_uses_a_custom_header_and_exempt_paths() -> None:
         assert client.get("/health").json()["slot"] is None
         assert client.get("/", headers={"X-Securekey-Key": ring.present()}).status_code == 200
         body = b"too long"
-        header = sign_request(ring.latest, "POST", "/", body)
+        header = sign_request(ring.latest, "POST", "/", body, host=HOST)
         response = client.post("/", content=body, headers={"Securekey-Signature": header})
         assert response.status_code == 413
 

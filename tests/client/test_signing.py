@@ -21,17 +21,21 @@ NONCE = "00112233445566778899aabbccddeeff"
 
 
 def test_the_canonical_string_is_pinned() -> None:
-    """The signed bytes are version, method, target, ts, nonce and body digest, one per line."""
-    message = canonical_request("post", "/orders?id=7", 1700000000, NONCE, b'{"a":1}')
+    """The signed bytes: version, method, host, target, ts, nonce, body digest, one per line."""
+    message = canonical_request(
+        "post", "/orders?id=7", 1700000000, NONCE, b'{"a":1}', host="Orders.Internal:443"
+    )
     digest = hashlib.sha256(b'{"a":1}').hexdigest()
-    expected = f"securekey-v1\nPOST\n/orders?id=7\n1700000000\n{NONCE}\n{digest}"
+    expected = f"securekey-v2\nPOST\norders.internal\n/orders?id=7\n1700000000\n{NONCE}\n{digest}"
     assert message == expected.encode()
 
 
 def test_a_known_vector_signs_the_same_forever() -> None:
     """A fixed key, request, time and nonce give a fixed header (a test vector for ports)."""
-    header = sign_request(KEY, "GET", "/ping", b"", timestamp=1700000000, nonce=NONCE)
-    message = canonical_request("GET", "/ping", 1700000000, NONCE, b"")
+    header = sign_request(
+        KEY, "GET", "/ping", b"", host="a:8001", timestamp=1700000000, nonce=NONCE
+    )
+    message = canonical_request("GET", "/ping", 1700000000, NONCE, b"", host="a:8001")
     sig = hmac.new(KEY.bytes, message, hashlib.sha256).hexdigest()
     assert header == f"keyid={KEY.fingerprint},ts=1700000000,nonce={NONCE},sig={sig}"
     assert KEY.hex not in header

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from securekey.client import (
     KeyPair,
     KeyRing,
+    KeyValueReplayCache,
     Reason,
+    Signature,
     StaticKeyRing,
     VerificationError,
     Verifier,
@@ -287,3 +290,90 @@ def test_at_most_one_request_waits_per_refresh_and_only_for_a_bounded_time() -> 
     assert max(durations[:7]) < 2.0, durations
     assert 2.5 <= durations[7] < 10, durations  # the one that waited, for refresh_timeout
     assert fetcher.calls <= 2  # the stuck fetch, and at most the one queued behind it
+
+
+def test_a_signature_for_one_host_is_refused_by_another_service_sharing_the_key() -> None:
+    """Signed for host A, a request replayed to service B (same key) is refused there.
+
+    Kept as is (Host: A) it is not for B; with its Host changed to B the signature breaks.
+    """
+    ring = StaticKeyRing()
+    service_a = _verifier(ring, hosts=["a.internal:8001"])
+    service_b = _verifier(ring, hosts=["b.internal:8001"])
+    header = sign_request(
+        ring.latest, "POST", "/pay", b"{}", host="a.internal:8001", timestamp=int(NOW)
+    )
+    sent = {"Host": "a.internal:8001", "Securekey-Signature": header}
+    with pytest.raises(VerificationError) as caught:
+        service_b.verify("POST", "/pay", sent, b"{}")
+    assert caught.value.reason == "wrong_host"
+    moved = {**sent, "Host": "b.internal:8001"}
+    with pytest.raises(VerificationError) as caught:
+        service_b.verify("POST", "/pay", moved, b"{}")
+    assert caught.value.reason == "bad_signature"
+    assert service_a.verify("POST", "/pay", sent, b"{}").slot == "latest"
+    with pytest.raises(ValueError, match="hosts"):
+        _verifier(ring, hosts="a.internal")
+
+
+class RedisLike:
+    """A dict with redis-py's ``set(name, value, nx=, px=)``, as a shared store would offer."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.data: dict[str, tuple[bytes, float]] = {}
+        self.lock = threading.Lock()
+
+    def set(self, name: str, value: bytes, *, nx: bool, px: int) -> bool | None:
+        with self.lock:
+            held = self.data.get(name)
+            if nx and held is not None and held[1] > self.clock():
+                return None
+            self.data[name] = (value, self.clock() + px / 1000)
+            return True
+
+
+def test_two_verifiers_sharing_a_replay_cache_refuse_the_second_use() -> None:
+    """Two processes (verifiers) sharing one store accept a signature once; alone, twice."""
+    ring = StaticKeyRing()
+    store = RedisLike(lambda: NOW)
+    one = _verifier(ring, replay_cache=KeyValueReplayCache(store))
+    two = _verifier(ring, replay_cache=KeyValueReplayCache(store))
+    headers = {"Securekey-Signature": _signed(ring.current)}
+    assert one.verify("POST", "/orders?id=1", headers, b"{}").slot == "latest"
+    with pytest.raises(VerificationError) as caught:
+        two.verify("POST", "/orders?id=1", headers, b"{}")
+    assert caught.value.reason == "replayed"
+    [(_, expires)] = store.data.values()
+    assert expires == NOW + 300  # kept until the signature's timestamp leaves the window
+    # The default cache is one process's memory: a second process accepts the same request.
+    separate = [_verifier(ring), _verifier(ring)]
+    assert all(v.verify("POST", "/orders?id=1", headers, b"{}") for v in separate)
+
+
+def test_averify_awaits_a_shared_cache_that_offers_aremember() -> None:
+    """A cache with ``aremember`` is awaited by averify (no blocking call on the event loop)."""
+
+    class AsyncOnly:
+        def __init__(self) -> None:
+            self.seen: set[str] = set()
+
+        def remember(self, signature: Signature, *, now: float, window: float) -> bool:
+            raise AssertionError("averify must use aremember")
+
+        async def aremember(self, signature: Signature, *, now: float, window: float) -> bool:
+            fresh = signature.sig not in self.seen
+            self.seen.add(signature.sig)
+            return fresh
+
+    ring = StaticKeyRing()
+    verifier = _verifier(ring, replay_cache=AsyncOnly())
+    headers = {"Securekey-Signature": _signed(ring.current)}
+
+    async def main() -> None:
+        assert (await verifier.averify("POST", "/orders?id=1", headers, b"{}")).slot == "latest"
+        with pytest.raises(VerificationError) as caught:
+            await verifier.averify("POST", "/orders?id=1", headers, b"{}")
+        assert caught.value.reason == "replayed"
+
+    asyncio.run(main())

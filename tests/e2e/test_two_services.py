@@ -7,6 +7,11 @@ service-2 as ``SERVICE_ONE_SECURE`` (``SERVICE_ONE_SECURE_KEY``). service-2's ``
 endpoint calls service-1 (``POST /echo``) in batches, driven continuously by this test, while
 the test rotates the add-on through the API on a fixed cadence. Every count is printed.
 
+A third client, the attacker, calls service-1 throughout the guarded runs with a key that
+leaked before the first rotation, adopting any key handed to it: it must be refused once the
+key is two rotations old, in bearer and signed mode, and with ``handover="key"`` once the
+handover window has passed.
+
 ``SECUREKEY_TWO_SERVICES_SECONDS`` (default 30) sets how long each guarded run rotates.
 """
 
@@ -29,7 +34,17 @@ from typing import Any
 import httpx
 import pytest
 
-from securekey.client import KeyPair, KeyRing, StaticKeyRing, flask_config
+from securekey.client import (
+    LATEST_FINGERPRINT_HEADER,
+    LATEST_KEY_HEADER,
+    Key,
+    KeyPair,
+    KeyRing,
+    StaticKeyRing,
+    flask_config,
+    parse_pair,
+    sign_request,
+)
 from tests.pg import free_port
 from tests.servers import Server, running_server
 
@@ -261,6 +276,62 @@ class Load:
         assert not any(t.is_alive() for t in self._threads), "a load driver did not stop"
 
 
+def _leak(seed: Seed) -> Key:
+    """The LATEST service-1 holds right now: what a thief copied from a log or a laptop."""
+    with seed.server.client() as http:
+        answer = http.get("/apps/service-1/config-vars")
+        answer.raise_for_status()
+        return parse_pair(answer.json()["SECURE_KEY"]).latest
+
+
+class Attacker:
+    """A third client with a leaked key: calls service-1 every 0.1 s, adopting any key handed.
+
+    It does everything the seed's handshake would let it: present its key (or sign with it),
+    and take ``Securekey-Latest-Key`` whenever an answer carries one.
+    """
+
+    def __init__(self, url: str, leaked: Key, *, signed: bool) -> None:
+        self.url, self.key, self.signed = url, leaked, signed
+        self.counts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="attacker", daemon=True)
+
+    def call(self) -> httpx.Response:
+        """One call to ``POST /echo`` with what the attacker holds now; counted."""
+        body = b'{"n": -1}'
+        headers = {"Content-Type": "application/json"}
+        if self.signed:
+            host = self.url.removeprefix("http://")
+            headers["Securekey-Signature"] = sign_request(
+                self.key, "POST", "/echo", body, host=host
+            )
+        else:
+            headers["Authorization"] = f"Bearer {self.key.hex}"
+        answer = httpx.post(f"{self.url}/echo", content=body, headers=headers, timeout=10)
+        self.counts[f"status_{answer.status_code}"] += 1
+        handed = answer.headers.get(LATEST_KEY_HEADER)
+        if handed:
+            self.key = Key(handed.strip().upper())
+            self.counts["keys_received"] += 1
+        if LATEST_FINGERPRINT_HEADER in answer.headers:
+            self.counts["hints_received"] += 1
+        return answer
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            with contextlib.suppress(httpx.HTTPError):
+                self.call()
+
+    def __enter__(self) -> Attacker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
 def _say(capsys: pytest.CaptureFixture[str], text: str) -> None:
     """Print past pytest's capture, so the counts show in every run, CI's included."""
     with capsys.disabled():
@@ -293,7 +364,11 @@ def _report(
 def _guarded_run(
     seed: Seed, mode: str, tmp_path: Path, seconds: float, capsys: pytest.CaptureFixture[str]
 ) -> tuple[Counter[str], str]:
-    """Both services following the stream with random apply delays; rotate; return counts."""
+    """Both services following the stream with random apply delays; rotate; return counts.
+
+    Outside the naive baseline an attacker with a key leaked before the first rotation calls
+    service-1 throughout; after the rotations its last call must be refused.
+    """
     common = {
         "SECUREKEY_URL": seed.server.url,
         "SECUREKEY_MODE": mode,
@@ -304,23 +379,43 @@ def _guarded_run(
     url_one, url_two = f"http://127.0.0.1:{port_one}", f"http://127.0.0.1:{port_two}"
     where_one = ["--host", "127.0.0.1", "--port", str(port_one)]
     where_two = ["--host", "127.0.0.1", "--port", str(port_two)]
-    env_one = _env(**common, SECUREKEY_TOKEN=seed.token_one)
+    hosts = f"127.0.0.1:{port_one}"  # service-1 refuses requests signed for anyone else
+    env_one = _env(**common, SECUREKEY_TOKEN=seed.token_one, SECUREKEY_HOSTS=hosts)
     env_two = _env(**common, SECUREKEY_TOKEN=seed.token_two, SERVICE_ONE_URL=url_one)
     rotator = Rotator(seed, ROTATE_EVERY)
+    attacker = Attacker(url_one, _leak(seed), signed=mode == "signed")
     with started(
         ("service-1", _uvicorn("service_one", *where_one), env_one, url_one, None),
         ("service-2", _uvicorn("service_two", *where_two), env_two, url_two, None),
         logs=tmp_path,
     ) as (one, two):
-        with Load(two.url, tolerate_restarts=False) as load:
+        with (
+            Load(two.url, tolerate_restarts=False) as load,
+            contextlib.ExitStack() as attacking,
+        ):
+            if mode != "naive":
+                attacking.enter_context(attacker)
             time.sleep(0.5)  # traffic before the first rotation too
             rotator.run(seconds)
             time.sleep(2 * APPLY_DELAY_MAX + 0.5)  # and after the last, until both have it
+        last = attacker.call().status_code if mode != "naive" else None
         stats_one, stats_two = one.stats(), two.stats()
     line = _report(mode, rotator, load, stats_one, stats_two, capsys)
     if mode != "naive":
-        # Every refusal on the wire (a client two rotations behind) was resent by the SDK.
-        assert stats_one["counts"].get("status_401", 0) == load.counts["auth_retries"], line
+        verdict = (
+            f"attacker (key leaked before the first rotation): {dict(attacker.counts)}, "
+            f"last call after {rotator.count} rotations: {last}; "
+            f"service-1 handover counts: {stats_one['handover']}"
+        )
+        _say(capsys, verdict)
+        line += "\n" + verdict
+        assert last == 401, line
+        assert attacker.counts["keys_received"] == 0, line
+        assert stats_one["handover"]["keys"] == 0, line
+        # Every refusal on the wire to service-2 (a client two rotations behind, or ahead of a
+        # service-1 that could not refresh yet) was resent by the SDK; the attacker's are its.
+        refused = stats_one["counts"].get("status_401", 0) - attacker.counts["status_401"]
+        assert refused == load.counts["auth_retries"], line
         # Both services ended on the pair the server holds: they really followed the rotations.
         assert stats_one["ring"]["latest"] == rotator.latest, line
         assert stats_two["ring"]["latest"] == rotator.latest, line
@@ -335,8 +430,10 @@ def test_no_failed_request_while_rotating_every_half_second(
 
     Each service follows its app's config-var stream and applies every pushed rotation after
     its own random delay (0..0.3 s), so for part of each 0.5 s they disagree about LATEST in
-    both directions. Bearer: service-1 accepts PREVIOUS and hands LATEST over; a key it does
-    not know makes it refresh once. Signed: the same with fingerprints; no key travels.
+    both directions. Bearer: service-1 accepts PREVIOUS and answers with LATEST's fingerprint
+    (the default hint), on which service-2 refreshes with its own token; a key service-1 does
+    not know makes it refresh once. Signed: the same, with the host signed; no key travels.
+    Meanwhile an attacker holding a key leaked before the first rotation is refused at the end.
     """
     counts, line = _guarded_run(seed, mode, tmp_path, SECONDS, capsys)
     assert counts["requests"] >= 20 * SECONDS, line  # really continuous load
@@ -358,6 +455,74 @@ def test_the_naive_single_key_baseline_does_fail(
     counts, line = _guarded_run(seed, "naive", tmp_path, NAIVE_SECONDS, capsys)
     assert counts["failed"] > 0, line
     assert counts["status_401"] == counts["failed"], line
+
+
+#: The handover window service-1 gets in the key-handover test, in seconds.
+KEY_WINDOW = 5.0
+
+
+def test_key_handover_opt_in_refuses_a_key_leaked_two_rotations_ago(
+    seed: Seed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With ``handover="key"``, LATEST is handed over only inside the window, each time counted.
+
+    service-1 runs with SECUREKEY_HANDOVER=key and a 5 s window. The attacker holds LATEST
+    from before a rotation; it calls once the window has passed: accepted (its key is
+    PREVIOUS) but handed nothing. After a second rotation it is refused. A caller presenting
+    PREVIOUS inside the window is handed LATEST: counted in /stats and logged with its
+    address, never the key.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = _env(
+        SECUREKEY_URL=seed.server.url,
+        SECUREKEY_TOKEN=seed.token_one,
+        SECUREKEY_HANDOVER="key",
+        SECUREKEY_HANDOVER_WINDOW=str(KEY_WINDOW),
+    )
+    cmd = _uvicorn("service_one", "--host", "127.0.0.1", "--port", str(port))
+    rotator = Rotator(seed, 0.01)
+    with started(("service-1", cmd, env, url, None), logs=tmp_path) as (one,):
+
+        def rotate_and_wait() -> None:
+            rotator.run(0.01)  # one rotation, now
+            deadline = time.monotonic() + 20
+            while one.stats()["ring"]["latest"] != rotator.latest:
+                assert time.monotonic() < deadline, "service-1 did not follow the rotation"
+                time.sleep(0.02)
+
+        attacker = Attacker(url, _leak(seed), signed=False)
+        rotate_and_wait()
+        time.sleep(KEY_WINDOW + 1)  # the window after that change has passed
+        late = attacker.call()
+        previous = _leak(seed)  # an honest caller one rotation behind, after the next one
+        rotate_and_wait()
+        refused = attacker.call()
+        honest = Attacker(url, previous, signed=False)
+        within = honest.call()  # inside the new window
+        stats = one.stats()
+        log = one.log()
+    verdict = (
+        f"key handover (window {KEY_WINDOW:g} s): attacker after the window: {late.status_code} "
+        f"{'with' if LATEST_KEY_HEADER in late.headers else 'without'} a key, after the second "
+        f"rotation: {refused.status_code}; a caller on PREVIOUS inside the window: "
+        f"{within.status_code}, keys received {honest.counts['keys_received']}; "
+        f"service-1 handover counts: {stats['handover']}"
+    )
+    _say(capsys, "\n" + verdict)
+    assert late.status_code == 200, verdict
+    assert LATEST_KEY_HEADER not in late.headers, verdict
+    assert late.headers[LATEST_FINGERPRINT_HEADER], verdict
+    assert refused.status_code == 401, verdict
+    assert attacker.counts["keys_received"] == 0, verdict
+    assert within.status_code == 200, verdict
+    assert honest.counts["keys_received"] == 1, verdict
+    assert stats["handover"] == {"mode": "key", "hints": 1, "keys": 1, "keys_declined": 1}
+    handed = [line for line in log.splitlines() if "Handed LATEST" in line]
+    assert len(handed) == 1, log
+    assert "127.0.0.1" in handed[0]
+    assert honest.key.hex not in log
+    assert previous.hex not in log
 
 
 #: The line each example service prints when it stops (examples/two_services/shared.py).

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -62,11 +63,12 @@ class _Presenter:
             return adopted[1]
         return latest
 
-    def credentials(self, method: str, target: str, body: bytes) -> tuple[str, str, str]:
-        """(header, value, fingerprint of the key used) for one request."""
+    def credentials(self, method: str, target: str, body: bytes, host: str) -> tuple[str, str, str]:
+        """(header, value, fingerprint of the key used) for one request to ``host``."""
         key = self.key()
         if self.signed:
-            return SIGNATURE_HEADER, sign_request(key, method, target, body), key.fingerprint
+            value = sign_request(key, method, target, body, host=host)
+            return SIGNATURE_HEADER, value, key.fingerprint
         value = f"Bearer {key.hex}" if self._bearer else key.hex
         return self.header, value, key.fingerprint
 
@@ -166,7 +168,8 @@ class SecureKeyAuth(httpx.Auth):
     def _apply(self, request: httpx.Request) -> str:
         body = request.content if self.requires_request_body else b""
         target = request.url.raw_path.decode("ascii")
-        name, value, used = self._presenter.credentials(request.method, target, body)
+        host = request.headers.get("host") or request.url.netloc.decode("ascii")
+        name, value, used = self._presenter.credentials(request.method, target, body, host)
         request.headers[name] = value
         return used
 
@@ -254,7 +257,10 @@ class SecureKeyRequestsAuth:
 
     def _apply(self, request: Any) -> str:
         body = _body_bytes(request.body, self._presenter.signed)
-        name, value, used = self._presenter.credentials(request.method, request.path_url, body)
+        host = request.headers.get("Host") or urlsplit(request.url).netloc
+        name, value, used = self._presenter.credentials(
+            request.method, request.path_url, body, host
+        )
         request.headers[name] = value
         return used
 

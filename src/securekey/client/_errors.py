@@ -17,7 +17,9 @@ from securekey.exceptions import AuthenticationError, SecureKeyError
 __all__ = ["Reason", "ServerUnavailableError", "VerificationError"]
 
 #: Why a request was refused, one stable word each.
-Reason = Literal["missing", "malformed", "unknown_key", "bad_signature", "stale", "replayed"]
+Reason = Literal[
+    "missing", "malformed", "unknown_key", "bad_signature", "stale", "replayed", "wrong_host"
+]
 
 
 class ServerUnavailableError(SecureKeyError):

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from securekey.client._errors import VerificationError
 from securekey.client._ring import KeyRing
-from securekey.client._signing import ReplayCache
+from securekey.client._signing import ReplayCacheProtocol
 from securekey.client._verify import DEFAULT_KEY_HEADER, Mode, Verified, Verifier
 
 __all__ = [
@@ -169,15 +169,22 @@ def _make_verifier(
     header: str,
     modes: Collection[Mode],
     window: float,
-    replay_cache: ReplayCache | None,
+    replay_cache: ReplayCacheProtocol | None,
     clock: Callable[[], float],
+    hosts: Collection[str] | None,
 ) -> Verifier:
     if verifier is not None:
         return verifier
     if ring is None:
         raise TypeError("Pass a key ring (ring=...) or a verifier (verifier=...).")
     return Verifier(
-        ring, header=header, modes=modes, window=window, replay_cache=replay_cache, clock=clock
+        ring,
+        header=header,
+        modes=modes,
+        window=window,
+        replay_cache=replay_cache,
+        clock=clock,
+        hosts=hosts,
     )
 
 
@@ -189,7 +196,8 @@ class SecureKeyMiddleware:
     body read first (at most ``max_body`` bytes) and replayed to the app unchanged.
     ``handover`` is ``"hint"`` (default: the fingerprint only) or ``"key"`` (the seed's: LATEST
     itself to a bearer client, within ``handover_window`` seconds of the pair's change, counted
-    in ``stats`` and logged with the caller's address).
+    in ``stats`` and logged with the caller's address). ``hosts`` and ``replay_cache``: see
+    ``Verifier``.
     """
 
     def __init__(
@@ -201,16 +209,19 @@ class SecureKeyMiddleware:
         header: str = DEFAULT_KEY_HEADER,
         modes: Collection[Mode] = ("bearer", "signed"),
         window: float = 300.0,
-        replay_cache: ReplayCache | None = None,
+        replay_cache: ReplayCacheProtocol | None = None,
         exempt: Collection[str] = (),
         max_body: int = 10 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
         handover: Handover = "hint",
         handover_window: float = 600.0,
         stats: HandoverStats | None = None,
+        hosts: Collection[str] | None = None,
     ) -> None:
         self.app = app
-        self.verifier = _make_verifier(ring, verifier, header, modes, window, replay_cache, clock)
+        self.verifier = _make_verifier(
+            ring, verifier, header, modes, window, replay_cache, clock, hosts
+        )
         self.exempt = frozenset(exempt)
         self.max_body = max_body
         self._handshake = _Handshake(self.verifier, handover, handover_window, stats)
@@ -362,16 +373,19 @@ class SecureKeyWSGIMiddleware:
         header: str = DEFAULT_KEY_HEADER,
         modes: Collection[Mode] = ("bearer", "signed"),
         window: float = 300.0,
-        replay_cache: ReplayCache | None = None,
+        replay_cache: ReplayCacheProtocol | None = None,
         exempt: Collection[str] = (),
         max_body: int = 10 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
         handover: Handover = "hint",
         handover_window: float = 600.0,
         stats: HandoverStats | None = None,
+        hosts: Collection[str] | None = None,
     ) -> None:
         self.app = app
-        self.verifier = _make_verifier(ring, verifier, header, modes, window, replay_cache, clock)
+        self.verifier = _make_verifier(
+            ring, verifier, header, modes, window, replay_cache, clock, hosts
+        )
         self.exempt = frozenset(exempt)
         self.max_body = max_body
         self._handshake = _Handshake(self.verifier, handover, handover_window, stats)

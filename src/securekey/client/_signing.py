@@ -4,24 +4,31 @@ The header and the string signed (UTF-8, lines joined by ``\\n``, no trailing ne
 
     Securekey-Signature: keyid=<12 hex fingerprint>,ts=<unix seconds>,nonce=<32 hex>,sig=<64 hex>
 
-    securekey-v1
+    securekey-v2
     <METHOD, upper case>
+    <host: the Host header (authority), lower case, without :80 or :443; empty if none>
     <path and query exactly as sent, e.g. /orders?id=7>
     <ts>
     <nonce>
     <SHA-256 of the body, hex; the digest of b"" when there is none>
+
+A signature is accepted once per replay cache: ``ReplayCache`` is one process's memory; for
+several workers or replicas plug in a shared one (``ReplayCacheProtocol``), e.g.
+``KeyValueReplayCache`` over a Redis-like client.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 from securekey.client._errors import VerificationError
 from securekey.domain.keys import Key
@@ -29,14 +36,18 @@ from securekey.domain.keys import Key
 __all__ = [
     "SIGNATURE_HEADER",
     "SIGNATURE_VERSION",
+    "KeyValueReplayCache",
     "ReplayCache",
+    "ReplayCacheProtocol",
+    "SetIfAbsent",
     "Signature",
+    "canonical_host",
     "canonical_request",
     "sign_request",
 ]
 
 SIGNATURE_HEADER = "Securekey-Signature"
-SIGNATURE_VERSION = "securekey-v1"
+SIGNATURE_VERSION = "securekey-v2"
 
 _KEYID = re.compile(r"[0-9a-f]{12}")
 _NONCE = re.compile(r"[0-9a-f]{16,64}")
@@ -44,10 +55,29 @@ _SIG = re.compile(r"[0-9a-f]{64}")
 _TS = re.compile(r"[0-9]{1,12}")
 
 
-def canonical_request(method: str, target: str, timestamp: int, nonce: str, body: bytes) -> bytes:
+def canonical_host(host: str) -> str:
+    """A Host header as signed: trimmed, lower case, without a default port (:80, :443)."""
+    value = host.strip().lower()
+    for port in (":80", ":443"):
+        if value.endswith(port):
+            return value[: -len(port)]
+    return value
+
+
+def canonical_request(
+    method: str, target: str, timestamp: int, nonce: str, body: bytes, *, host: str = ""
+) -> bytes:
     """The exact bytes that are signed (see the module docstring)."""
     digest = hashlib.sha256(body).hexdigest()
-    lines = (SIGNATURE_VERSION, method.upper(), target or "/", str(timestamp), nonce, digest)
+    lines = (
+        SIGNATURE_VERSION,
+        method.upper(),
+        canonical_host(host),
+        target or "/",
+        str(timestamp),
+        nonce,
+        digest,
+    )
     return "\n".join(lines).encode("utf-8")
 
 
@@ -80,9 +110,9 @@ class Signature:
         """The header value."""
         return f"keyid={self.keyid},ts={self.timestamp},nonce={self.nonce},sig={self.sig}"
 
-    def matches(self, key: Key, method: str, target: str, body: bytes) -> bool:
+    def matches(self, key: Key, method: str, target: str, body: bytes, *, host: str = "") -> bool:
         """Whether this signature is ``key``'s over the request, compared in constant time."""
-        message = canonical_request(method, target, self.timestamp, self.nonce, body)
+        message = canonical_request(method, target, self.timestamp, self.nonce, body, host=host)
         expected = hmac.new(key.bytes, message, hashlib.sha256).hexdigest()
         return hmac.compare_digest(expected.encode(), self.sig.encode())
 
@@ -93,19 +123,41 @@ def sign_request(
     target: str,
     body: bytes = b"",
     *,
+    host: str = "",
     timestamp: int | None = None,
     nonce: str | None = None,
 ) -> str:
-    """The ``Securekey-Signature`` header value for a request, signed with ``key``."""
+    """The ``Securekey-Signature`` header value for a request to ``host``, signed with ``key``.
+
+    ``host`` is the authority the request is sent to (its Host header, e.g. ``orders:8001``):
+    a signature made for one service is refused by another that shares the key.
+    """
     ts = int(time.time()) if timestamp is None else timestamp
     once = secrets.token_hex(16) if nonce is None else nonce
-    message = canonical_request(method, target, ts, once, body)
+    message = canonical_request(method, target, ts, once, body, host=host)
     sig = hmac.new(key.bytes, message, hashlib.sha256).hexdigest()
     return Signature(key.fingerprint, ts, once, sig).format()
 
 
+class ReplayCacheProtocol(Protocol):
+    """What a verifier needs from a replay cache; share one to refuse replays across processes.
+
+    ``remember`` records a signature and answers False if it was seen before (or cannot be
+    proven new), atomically: of two verifiers racing on one signature, one gets True. It
+    must keep each entry until ``signature.timestamp + window`` at least. A cache may also
+    offer ``async def aremember(...)`` with the same meaning, which ``averify`` then awaits.
+    """
+
+    def remember(self, signature: Signature, *, now: float, window: float) -> bool:
+        """Record ``signature``; False if it was seen before (or cannot be proven new)."""
+        ...
+
+
 class ReplayCache:
     """Signatures already accepted, kept until their timestamp leaves the window.
+
+    One process's memory: a signature accepted here is unknown to other workers and replicas
+    (see ``KeyValueReplayCache`` for a shared one).
 
     Bounded: when full it forgets the oldest entry and from then on refuses every signature
     at least that old, since it can no longer prove such a request new. Thread-safe.
@@ -141,3 +193,33 @@ class ReplayCache:
                     return False
             self._seen[signature.sig] = (expires, signature.timestamp)
             return True
+
+
+class SetIfAbsent(Protocol):
+    """The one call ``KeyValueReplayCache`` makes: redis-py's ``set(name, value, nx=, px=)``.
+
+    Set ``name`` only if it is absent, expiring after ``px`` milliseconds; return something
+    truthy if it was set, falsy (redis answers None) if it already existed.
+    """
+
+    def set(self, name: str, value: bytes, *, nx: bool, px: int) -> object:
+        """Set ``name`` if absent, for ``px`` ms; truthy when it was set."""
+        ...
+
+
+class KeyValueReplayCache:
+    """A replay cache shared through a key-value store with set-if-absent and expiry.
+
+    ``KeyValueReplayCache(redis.Redis(...))`` works as is (securekey does not depend on
+    redis); any client with the ``SetIfAbsent`` call does. Every worker and replica of a
+    service, and every service sharing the key, given the same store and ``prefix``, accept
+    each signature once. Store errors propagate: a request is not accepted unchecked.
+    """
+
+    def __init__(self, store: SetIfAbsent, *, prefix: str = "securekey:replay:") -> None:
+        self._store, self._prefix = store, prefix
+
+    def remember(self, signature: Signature, *, now: float, window: float) -> bool:
+        """Record ``signature`` until it leaves the window; False if it was there already."""
+        ttl_ms = max(1, math.ceil((signature.timestamp + window - now) * 1000))
+        return bool(self._store.set(self._prefix + signature.sig, b"1", nx=True, px=ttl_ms))

@@ -17,7 +17,13 @@ from typing import Literal
 
 from securekey.client._errors import VerificationError
 from securekey.client._ring import KeyRing
-from securekey.client._signing import SIGNATURE_HEADER, ReplayCache, Signature
+from securekey.client._signing import (
+    SIGNATURE_HEADER,
+    ReplayCache,
+    ReplayCacheProtocol,
+    Signature,
+    canonical_host,
+)
 from securekey.domain.keys import Key, KeyPair, Slot
 
 __all__ = ["DEFAULT_KEY_HEADER", "Mode", "Verified", "Verifier"]
@@ -52,6 +58,7 @@ class _Attempt:
     method: str = ""
     target: str = ""
     body: bytes = b""
+    host: str = ""
 
 
 class Verifier:
@@ -60,6 +67,11 @@ class Verifier:
     ``header`` names where the bearer key travels: ``Authorization`` (as ``Bearer <key>``, the
     default) or any other header holding the bare key, e.g. ``X-Securekey-Key``. ``modes``
     picks what is accepted; ``window`` bounds signature timestamp skew, in seconds, both ways.
+    ``hosts`` lists the authorities this service answers to (e.g. ``orders.internal:8001``):
+    a signed request whose (signed) Host is not one of them is refused, so a request signed
+    for another service that shares the key cannot be replayed here. ``replay_cache``
+    remembers accepted signatures: this process's memory by default, or a shared one
+    (``ReplayCacheProtocol``, e.g. ``KeyValueReplayCache``) for several workers or replicas.
     """
 
     def __init__(
@@ -69,16 +81,22 @@ class Verifier:
         header: str = DEFAULT_KEY_HEADER,
         modes: Collection[Mode] = ("bearer", "signed"),
         window: float = 300.0,
-        replay_cache: ReplayCache | None = None,
+        replay_cache: ReplayCacheProtocol | None = None,
         clock: Callable[[], float] = time.time,
+        hosts: Collection[str] | None = None,
     ) -> None:
         if not modes or not set(modes) <= {"bearer", "signed"}:
             raise ValueError("modes must be a non-empty subset of {'bearer', 'signed'}")
+        if hosts is not None and (isinstance(hosts, str) or not hosts):
+            raise ValueError("hosts must be a non-empty collection of host[:port] names")
         self.ring = ring
         self.header = header
         self.modes = frozenset(modes)
         self.window = window
-        self.replays = replay_cache or ReplayCache()
+        self.hosts = None if hosts is None else frozenset(canonical_host(h) for h in hosts)
+        self.replays: ReplayCacheProtocol = (
+            replay_cache if replay_cache is not None else ReplayCache()
+        )
         self._clock = clock
         self._header_key = header.lower()
         self._bearer = self._header_key == "authorization"
@@ -101,7 +119,16 @@ class Verifier:
                     f"The request's timestamp is {int(skew)} s away from the server's clock "
                     f"(allowed: {int(self.window)} s).",
                 )
-            return _Attempt("signed", signature=signature, method=method, target=target, body=body)
+            host = canonical_host(lower.get("host", ""))
+            if self.hosts is not None and host not in self.hosts:
+                raise VerificationError(
+                    "wrong_host",
+                    f"This request was signed for host {host or '(none)'!r}, which is not "
+                    "this service.",
+                )
+            return _Attempt(
+                "signed", signature=signature, method=method, target=target, body=body, host=host
+            )
         raw = lower.get(self._header_key)
         if raw is not None and "bearer" in self.modes:
             key = raw.strip()
@@ -138,12 +165,14 @@ class Verifier:
         if found is None:
             return None
         slot, key = found
-        if not attempt.signature.matches(key, attempt.method, attempt.target, attempt.body):
+        if not attempt.signature.matches(
+            key, attempt.method, attempt.target, attempt.body, host=attempt.host
+        ):
             raise VerificationError("bad_signature", "The request signature does not match.")
         return Verified("signed", slot, key.fingerprint, pair.latest)
 
-    def _finish(
-        self, attempt: _Attempt, result: Verified | None, retry_after: float | None = None
+    def _known(
+        self, attempt: _Attempt, result: Verified | None, retry_after: float | None
     ) -> Verified:
         if result is None:
             if attempt.signature is not None:
@@ -153,11 +182,33 @@ class Verifier:
                     retry_after=retry_after,
                 )
             raise VerificationError("unknown_key", "Unknown key.", retry_after=retry_after)
+        return result
+
+    def _finish(
+        self, attempt: _Attempt, result: Verified | None, retry_after: float | None = None
+    ) -> Verified:
+        verified = self._known(attempt, result, retry_after)
         if attempt.signature is not None and not self.replays.remember(
             attempt.signature, now=self._clock(), window=self.window
         ):
-            raise VerificationError("replayed", "This signed request was already received.")
-        return result
+            raise _replayed()
+        return verified
+
+    async def _afinish(
+        self, attempt: _Attempt, result: Verified | None, retry_after: float | None
+    ) -> Verified:
+        verified = self._known(attempt, result, retry_after)
+        if attempt.signature is None:
+            return verified
+        aremember = getattr(self.replays, "aremember", None)
+        now = self._clock()
+        if callable(aremember):
+            fresh = bool(await aremember(attempt.signature, now=now, window=self.window))
+        else:
+            fresh = self.replays.remember(attempt.signature, now=now, window=self.window)
+        if not fresh:
+            raise _replayed()
+        return verified
 
     def verify(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
@@ -184,4 +235,8 @@ class Verifier:
         if result is None and self.ring.can_refresh:
             retry_after = await self.ring.atry_refresh()
             result = self._try(attempt, self.ring.current)
-        return self._finish(attempt, result, retry_after)
+        return await self._afinish(attempt, result, retry_after)
+
+
+def _replayed() -> VerificationError:
+    return VerificationError("replayed", "This signed request was already received.")
