@@ -7,10 +7,11 @@ from securekey.services.core import (
     Rotated,
     SecureKeyService,
 )
-from securekey.services.ports import ReleaseNotice, Repository, Store
+from securekey.services.ports import IDENTITY_CHANGED, ReleaseNotice, Repository, Store
 
 __all__ = [
     "DEFAULT_ATTACHMENT",
+    "IDENTITY_CHANGED",
     "AddonCreated",
     "Fingerprinter",
     "ReleaseNotice",
