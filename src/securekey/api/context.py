@@ -67,11 +67,13 @@ class ApiContext:
     def _load_config(self, ref: str) -> CachedConfig:
         import time
 
+        # Taken before the read: a rename or destroy committed meanwhile voids this fill.
+        generation = self.cache.generation
         app, config = self.service.config_snapshot(ref)
         entry = CachedConfig(
             app.id, app.name, app.release, json.dumps(config).encode(), time.monotonic()
         )
-        self.cache.store(entry)
+        self.cache.store(entry, generation)
         return entry
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from securekey.exceptions import RateLimitedError
-from securekey.services import ReleaseNotice
+from securekey.services import IDENTITY_CHANGED, ReleaseNotice
 
 __all__ = [
     "CachedConfig",
@@ -157,7 +157,12 @@ class ConfigCache:
 
     The cache remembers the newest release each notice announced, and refuses to store a
     snapshot older than that, so a slow reader racing a rotation cannot put stale keys back.
-    ``ttl`` bounds how long a renamed app's old name keeps answering on another replica.
+
+    Renames and destroys (notices with version ``IDENTITY_CHANGED``, from this process or, on
+    PostgreSQL, any replica) drop the app by id and by name, and bump ``generation``. A fill
+    takes the generation before it reads the database and ``store`` refuses it if the
+    generation moved meanwhile: a read that began before a rename cannot put the old name back
+    (and serve the app's keys under a name another app may take next).
     """
 
     def __init__(self, ttl: float = 5.0, max_entries: int = 100_000) -> None:
@@ -167,6 +172,7 @@ class ConfigCache:
         self._names: dict[str, str] = {}
         self._announced: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.generation = 0
         self.hits = 0
         self.misses = 0
 
@@ -184,9 +190,12 @@ class ConfigCache:
         self.hits += 1
         return entry
 
-    def store(self, entry: CachedConfig) -> None:
-        """Keep ``entry`` unless a newer release of its app has been announced."""
+    def store(self, entry: CachedConfig, generation: int | None = None) -> None:
+        """Keep ``entry`` unless a newer release of its app has been announced, or (given the
+        ``generation`` read before the snapshot was taken) an app was renamed or destroyed."""
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return
             if entry.release < self._announced.get(entry.app_id, 0):
                 return
             if len(self._entries) >= self.max_entries:
@@ -202,22 +211,34 @@ class ConfigCache:
         """Drop the apps named in ``notices`` and remember their new release numbers."""
         with self._lock:
             for notice in notices:
+                if notice.version == IDENTITY_CHANGED:
+                    self._drop(notice.app_id)
+                    continue
                 known = self._announced.get(notice.app_id, 0)
                 self._announced[notice.app_id] = max(known, notice.version)
                 entry = self._entries.pop(notice.app_id, None)
                 if entry is not None:
                     self._names.pop(entry.app_name, None)
 
-    def forget(self, app_id: str) -> None:
-        """Drop one app (renamed or destroyed here)."""
+    def forget(self, app_id: str, *names: str) -> None:
+        """Drop one app (renamed or destroyed here), by id and by each of ``names``."""
         with self._lock:
-            entry = self._entries.pop(app_id, None)
-            if entry is not None:
-                self._names.pop(entry.app_name, None)
+            self._drop(app_id, *names)
+
+    def _drop(self, app_id: str, *names: str) -> None:
+        self.generation += 1
+        entry = self._entries.pop(app_id, None)
+        gone = {*names, *([entry.app_name] if entry is not None else [])}
+        for name, owner in list(self._names.items()):
+            if owner == app_id or name in gone:
+                del self._names[name]
+                if owner != app_id:
+                    self._entries.pop(owner, None)
 
     def clear(self) -> None:
         """Drop everything (e.g. after losing the notification connection)."""
         with self._lock:
+            self.generation += 1
             self._entries.clear()
             self._names.clear()
 

@@ -11,10 +11,11 @@ from securekey.services.core import (
     RotationFailure,
     SecureKeyService,
 )
-from securekey.services.ports import ReleaseNotice, Repository, Store
+from securekey.services.ports import IDENTITY_CHANGED, ReleaseNotice, Repository, Store
 
 __all__ = [
     "DEFAULT_ATTACHMENT",
+    "IDENTITY_CHANGED",
     "MAX_ROTATION_BATCH",
     "AddonCreated",
     "BulkRotation",

@@ -133,6 +133,7 @@ class SecureKeyService:
             if tx.get_app(name) is not None:
                 raise ConflictError(f"Name {name} is already taken.", field="name")
             tx.rename_app(app.id, name, now)
+            tx.announce_identity_change(app.id)
             self._audit(tx, actor, "app.rename", "app", app.id, name, {"from": app.name}, now)
             return replace(app, name=name, updated_at=now)
 
@@ -161,6 +162,7 @@ class SecureKeyService:
             # One release per surviving app, even if it loses several add-ons' attachments.
             self._detach_releases(tx, removed, actor, now, skip_app=app.id)
             tx.delete_app(app.id)
+            tx.announce_identity_change(app.id)
             self._audit(tx, actor, "app.destroy", "app", app.id, app.name, {}, now)
             return app
 

@@ -26,12 +26,17 @@ from securekey.domain.models import (
 )
 from securekey.domain.rotation import RotationOutcome
 
-__all__ = ["ReleaseNotice", "Repository", "Store"]
+__all__ = ["IDENTITY_CHANGED", "ReleaseNotice", "Repository", "Store"]
+
+
+#: The ``version`` of a notice saying an app was renamed or destroyed (no release of its own).
+IDENTITY_CHANGED = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ReleaseNotice:
-    """Told to listeners after a commit: app ``app_id`` now stands at release ``version``."""
+    """Told to listeners after a commit: app ``app_id`` now stands at release ``version``, or
+    (``IDENTITY_CHANGED``) was renamed or destroyed, so caches must drop it by id and name."""
 
     app_id: str
     version: int
@@ -46,6 +51,7 @@ class Repository(Protocol):
     def list_apps(self) -> list[App]: ...
     def rename_app(self, app_id: str, name: str, at: datetime) -> None: ...
     def delete_app(self, app_id: str) -> None: ...
+    def announce_identity_change(self, app_id: str) -> None: ...
 
     # releases
     def bump_release(self, app_id: str, at: datetime) -> int: ...

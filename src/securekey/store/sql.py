@@ -36,7 +36,7 @@ from securekey.domain.models import (
 )
 from securekey.domain.rotation import RotationOutcome
 from securekey.exceptions import BusyError, IntegrityError
-from securekey.services.ports import ReleaseNotice
+from securekey.services.ports import IDENTITY_CHANGED, ReleaseNotice
 from securekey.store import tables as t
 from securekey.store.engine import WRITE_OPTION, make_engine
 from securekey.store.migrate import upgrade
@@ -186,6 +186,9 @@ class SqlRepository:
     def delete_app(self, app_id: str) -> None:
         self.conn.execute(t.apps.delete().where(t.apps.c.id == app_id))
 
+    def announce_identity_change(self, app_id: str) -> None:
+        self._announce(ReleaseNotice(app_id, IDENTITY_CHANGED))
+
     # -------------------------------------------------------------- releases
 
     def bump_release(self, app_id: str, at: datetime) -> int:
@@ -199,12 +202,15 @@ class SqlRepository:
 
     def add_release(self, release: Release) -> None:
         self.conn.execute(t.releases.insert().values(**_release_row(release)))
-        self._notices.append(ReleaseNotice(release.app_id, release.version))
+        self._announce(ReleaseNotice(release.app_id, release.version))
+
+    def _announce(self, notice: ReleaseNotice) -> None:
+        self._notices.append(notice)
         if self._pg:
             # Other replicas learn of the release on commit; the payload carries ids only.
             self.conn.execute(
                 sa.text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": RELEASE_CHANNEL, "payload": f"{release.app_id}:{release.version}"},
+                {"channel": RELEASE_CHANNEL, "payload": f"{notice.app_id}:{notice.version}"},
             )
 
     def get_release(self, app_id: str, version: int) -> Release | None:

@@ -145,8 +145,9 @@ def update_app(request: Request, app: str, who: Operator, body: AppUpdate) -> Re
     ctx = ctx_of(request)
     current = ctx.service.get_app(app)
     if body.name is not None:
+        old_name = current.name
         current = ctx.service.rename_app(app, body.name, actor=who.actor)
-        ctx.cache.forget(current.id)
+        ctx.cache.forget(current.id, old_name, current.name)
     return json_response(app_resource(current, base_url(request)))
 
 
@@ -157,7 +158,7 @@ def delete_app(
     """Delete an app; refused (422) while its add-ons are attached elsewhere, unless ``force``."""
     ctx = ctx_of(request)
     gone = ctx.service.destroy_app(app, force=bool(body and body.force), actor=who.actor)
-    ctx.cache.forget(gone.id)
+    ctx.cache.forget(gone.id, gone.name)
     return json_response(app_resource(gone, base_url(request)))
 
 
