@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import time
@@ -26,6 +27,8 @@ class Server:
     data_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    #: The CA that signed the server's certificate, when it serves HTTPS.
+    ca_bundle: Path | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -37,7 +40,8 @@ class Server:
 
     def client(self) -> httpx.Client:
         """An HTTP client with operator credentials."""
-        return httpx.Client(base_url=self.url, headers=self.headers, timeout=10)
+        verify = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else True
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=10, verify=verify)
 
     def log(self) -> str:
         """What the server printed so far."""
@@ -53,8 +57,13 @@ def running_server(
     token: str | None = None,
     extra_env: dict[str, str] | None = None,
     scheduler_interval: float = 0.2,
+    tls: tuple[Path, Path, Path] | None = None,
 ) -> Iterator[Server]:
-    """Start ``securekey server`` on a free port and stop it afterwards."""
+    """Start ``securekey server`` on a free port and stop it afterwards.
+
+    ``tls`` is (certificate, key, CA certificate): the server serves HTTPS with the first two,
+    and the test's clients trust the third.
+    """
     port = free_port()
     token = token or "sko_test_" + secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECUREKEY_")}
@@ -78,9 +87,14 @@ def running_server(
     ]
     if database_url:
         cmd += ["--database-url", database_url]
+    if tls is not None:
+        cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = Server(f"http://127.0.0.1:{port}", token, data_dir, proc, log_path)
+    scheme = "https" if tls else "http"
+    ca = tls[2] if tls else None
+    server = Server(f"{scheme}://127.0.0.1:{port}", token, data_dir, proc, log_path, ca)
+    verify = ssl.create_default_context(cafile=ca) if ca else True
     try:
         # Generous: a loaded CI machine may take a while to import and migrate.
         deadline = time.monotonic() + 90
@@ -88,7 +102,7 @@ def running_server(
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{server.log()}")
             try:
-                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{server.url}/readyz", timeout=1, verify=verify).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -224,7 +224,8 @@ def create_api(
 
     Webhooks: ``webhook_interval`` is the fallback poll (new releases wake the sender at
     once), ``webhook_timeout`` bounds each attempt in total, ``webhook_concurrency`` the
-    attempts in flight; ``allow_private_webhooks`` lets hooks target private addresses.
+    attempts in flight (0: send nothing, for tests that only store webhooks);
+    ``allow_private_webhooks`` lets hooks target private addresses.
     """
     service = runtime.service
     the_clock = clock or service.clock
@@ -287,7 +288,7 @@ def create_api(
             await run_in_threadpool(listener.connected.wait, 10.0)
         if scheduler is not None:
             scheduler.start()
-        sending = asyncio.create_task(sender.run())
+        sending = asyncio.create_task(sender.run() if webhook_concurrency > 0 else asyncio.sleep(0))
         ctx.ready = True
         try:
             yield

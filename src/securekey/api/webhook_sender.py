@@ -165,9 +165,11 @@ class WebhookSender:
                         # Never let one bad moment (a busy database, say) end the sender: a
                         # leased delivery whose outcome was not recorded comes back after its
                         # lease.
-                        log.warning("webhook delivery failed: %s", type(error).__name__)
+                        log.warning("webhook lease failed: %s", type(error).__name__)
                 if leased is None:
                     slots.release()
+                    if self._closing:
+                        break
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.interval)
                     continue
@@ -192,6 +194,7 @@ class WebhookSender:
                 await asyncio.wait(set(tasks), timeout=self.timeout + 5)
                 for task in list(tasks):
                     task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _send(
         self, client: httpx.AsyncClient, delivery: Delivery, hook: Webhook, body: bytes

@@ -296,15 +296,8 @@ class WebhookService:
         now) are passed over, so one slow receiver holds at most one sender, in order.
         """
         now = self.clock.now()
-        skipped = list(exclude)
         with self.store.transaction() as tx:
-            for _ in range(_MAX_SKIPS):
-                found = tx.claim_due_delivery(now, skipped)
-                if found is None or found.webhook_id not in busy_hooks:
-                    break
-                skipped.append(found.id)
-            else:
-                return None
+            found = tx.claim_due_delivery(now, exclude, busy_hooks)
             if found is None:
                 return None
             hook = tx.get_webhook(found.app_id, found.webhook_id)
@@ -353,10 +346,6 @@ def _app(tx: Repository, ref: str) -> App:
     if app is None:
         raise NotFoundError("app", ref)
     return app
-
-
-#: How many due deliveries of busy webhooks one lease passes over before giving up.
-_MAX_SKIPS = 64
 
 
 def _check_url(url: object, *, allow_private: bool) -> str:

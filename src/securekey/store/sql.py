@@ -752,7 +752,9 @@ class SqlRepository:
         )
         return [_delivery(r) for r in self.conn.execute(query).mappings()]
 
-    def claim_due_delivery(self, now: datetime, exclude: Collection[str]) -> Delivery | None:
+    def claim_due_delivery(
+        self, now: datetime, exclude: Collection[str], exclude_webhooks: Collection[str] = ()
+    ) -> Delivery | None:
         c = t.webhook_deliveries.c
         query = (
             sa.select(t.webhook_deliveries)
@@ -762,6 +764,8 @@ class SqlRepository:
         )
         if exclude:
             query = query.where(c.id.not_in(list(exclude)))
+        if exclude_webhooks:
+            query = query.where(c.webhook_id.not_in(list(exclude_webhooks)))
         if self._pg:
             query = query.with_for_update(skip_locked=True)
         row = self.conn.execute(query).mappings().first()
