@@ -53,8 +53,14 @@ def running_server(
     token: str | None = None,
     extra_env: dict[str, str] | None = None,
     scheduler_interval: float = 0.2,
+    args: tuple[str, ...] = (),
+    separate_stdout: bool = False,
 ) -> Iterator[Server]:
-    """Start ``securekey server`` on a free port and stop it afterwards."""
+    """Start ``securekey server`` on a free port and stop it afterwards.
+
+    ``args`` are added to the command line; with ``separate_stdout`` the log file holds
+    stderr (the log stream) only, and stdout goes to ``server-PORT.out`` beside it.
+    """
     port = free_port()
     token = token or "sko_test_" + secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECUREKEY_")}
@@ -78,8 +84,15 @@ def running_server(
     ]
     if database_url:
         cmd += ["--database-url", database_url]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    cmd += list(args)
+    out_path = data_dir.parent / f"server-{port}.out"
+    with log_path.open("wb") as log, out_path.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out if separate_stdout else log,
+            stderr=log if separate_stdout else subprocess.STDOUT,
+            env=env,
+        )
     server = Server(f"http://127.0.0.1:{port}", token, data_dir, proc, log_path)
     try:
         deadline = time.monotonic() + 30

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.config
 import math
 import os
 import socket
@@ -14,6 +15,7 @@ import uvicorn
 
 from securekey.api.app import create_api
 from securekey.api.live import ReleaseHub
+from securekey.api.logs import LogFormat, logging_config
 from securekey.config import Settings
 from securekey.exceptions import BusyError, ConfigurationError
 from securekey.runtime import open_runtime
@@ -25,8 +27,14 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 
 
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
 def _announce_token(token: str, host: str, port: int) -> None:
-    url = f"http://{host}:{port}"
+    # On stdout, not in the log stream (stderr): a token must not reach collected logs.
+    url = _url(host, port)
     print(
         "\n".join(
             [
@@ -42,7 +50,18 @@ def _announce_token(token: str, host: str, port: int) -> None:
                 "",
             ]
         ),
-        file=sys.stderr,
+        file=sys.stdout,
+        flush=True,
+    )
+
+
+def _announce_login(host: str, port: int) -> None:
+    """Every start: the exact login line (the token is the one shown at the first start)."""
+    url = _url(host, port)
+    print(
+        f"Serving on {url}. Log in with:\n"
+        f"    securekey login --url {url} --token <the operator token shown at first start>",
+        file=sys.stdout,
         flush=True,
     )
 
@@ -95,12 +114,11 @@ def serve(
     database_url: str | None = None,
     scheduler_interval: float = 1.0,
     log_level: str = "info",
+    log_format: LogFormat = "text",
 ) -> None:
     """Run the server until interrupted (reads ``SECUREKEY_*`` from the environment)."""
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_config = logging_config(log_level, log_format)
+    logging.config.dictConfig(log_config)
     # Tests and impatient operators shorten the first retry; it doubles per attempt from there.
     webhook_backoff = timedelta(seconds=_env_seconds("SECUREKEY_WEBHOOK_BACKOFF", 5.0))
     settings = Settings.from_env().with_overrides(data_dir=data_dir, database_url=database_url)
@@ -112,6 +130,8 @@ def serve(
     )
     if fresh is not None:
         _announce_token(fresh, host, port)
+    else:
+        _announce_login(host, port)
     app = create_api(
         runtime, scheduler_interval=scheduler_interval, webhook_backoff=webhook_backoff
     )
@@ -120,6 +140,7 @@ def serve(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=log_config,
         access_log=False,
         timeout_graceful_shutdown=_GRACE,
     )

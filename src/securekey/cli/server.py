@@ -31,6 +31,12 @@ def server(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format", metavar="text|json", help="Log lines as text or as JSON objects."
+        ),
+    ] = "text",
 ) -> None:
     """Run the API server.
 
@@ -40,6 +46,12 @@ def server(
     Example:
       $ securekey server --data-dir ./data --port 5000
     """
+    if log_format not in ("text", "json"):
+        raise CliError(f"--log-format must be text or json, not {log_format!r}.", exit_code=2)
+    if log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise CliError(
+            f"--log-level must be debug, info, warning or error, not {log_level!r}.", exit_code=2
+        )
     # Imported here: the server's dependencies are not needed (nor installed) for the client.
     try:
         from securekey.api.serve import serve
@@ -54,7 +66,8 @@ def server(
         data_dir=data_dir,
         database_url=database_url,
         scheduler_interval=scheduler_interval,
-        log_level=log_level,
+        log_level=log_level.lower(),
+        log_format="json" if log_format == "json" else "text",
     )
 
 

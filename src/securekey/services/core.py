@@ -348,7 +348,6 @@ class SecureKeyService:
                 },
                 now,
             )
-        log.info("created %s on %s as %s", addon.name, app.name, attachment.var_name)
         return AddonCreated(addon, attachment, release)
 
     def get_addon(self, ref: str) -> Addon:
@@ -627,14 +626,6 @@ class SecureKeyService:
                 "apps": str(len(by_app)),
             },
             now,
-        )
-        log.info(
-            "rotated %s%s: latest %s, previous %s, %d app(s)",
-            addon.name,
-            " (emergency)" if emergency else "",
-            outcome.pair.latest.fingerprint,
-            outcome.pair.previous.fingerprint,
-            len(by_app),
         )
         return Rotated(updated, outcome.pair.fingerprints, releases)
 
