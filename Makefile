@@ -14,9 +14,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# `make run PORT=5100 HOST=0.0.0.0 DATA_DIR=/srv/sk`: set on the command line only (`:=` keeps
+# an inherited HOST, which some shells export as the machine's name, from changing the address).
+HOST := 127.0.0.1
+PORT := 5000
+DATA_DIR := ./data
+
 ## Start the server on its embedded default (SQLite under ./data).
 run: $(STAMP)
-	$(BIN)/securekey server --data-dir ./data
+	@echo "securekey is installed in $(BIN): in another terminal run . $(BIN)/activate (or call $(BIN)/securekey)."
+	$(BIN)/securekey server --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)

@@ -58,11 +58,15 @@ def running_server(
     extra_env: dict[str, str] | None = None,
     scheduler_interval: float = 0.2,
     tls: tuple[Path, Path, Path] | None = None,
+    args: tuple[str, ...] = (),
+    separate_stdout: bool = False,
 ) -> Iterator[Server]:
     """Start ``securekey server`` on a free port and stop it afterwards.
 
     ``tls`` is (certificate, key, CA certificate): the server serves HTTPS with the first two,
-    and the test's clients trust the third.
+    and the test's clients trust the third. ``args`` are added to the command line; with
+    ``separate_stdout`` the log file holds stderr (the log stream) only, and stdout goes to
+    ``server-PORT.out`` beside it.
     """
     port = free_port()
     token = token or "sko_test_" + secrets.token_urlsafe(24)
@@ -89,8 +93,15 @@ def running_server(
         cmd += ["--database-url", database_url]
     if tls is not None:
         cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    cmd += list(args)
+    out_path = data_dir.parent / f"server-{port}.out"
+    with log_path.open("wb") as log, out_path.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out if separate_stdout else log,
+            stderr=log if separate_stdout else subprocess.STDOUT,
+            env=env,
+        )
     scheme = "https" if tls else "http"
     ca = tls[2] if tls else None
     server = Server(f"{scheme}://127.0.0.1:{port}", token, data_dir, proc, log_path, ca)

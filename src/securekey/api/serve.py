@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import logging.config
 import math
 import os
 import socket
@@ -16,6 +17,7 @@ import uvicorn
 
 from securekey.api.app import create_api
 from securekey.api.live import ReleaseHub
+from securekey.api.logs import LogFormat, logging_config
 from securekey.config import Settings
 from securekey.domain.models import Token
 from securekey.exceptions import BusyError, ConfigurationError
@@ -35,8 +37,14 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 
 
+def _url(host: str, port: int, scheme: str = "http") -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
+
+
 def _announce_token(token: str, host: str, port: int, scheme: str = "http") -> None:
-    url = f"{scheme}://{host}:{port}"
+    # On stdout, not in the log stream (stderr): a token must not reach collected logs.
+    url = _url(host, port, scheme)
     print(
         "\n".join(
             [
@@ -53,7 +61,18 @@ def _announce_token(token: str, host: str, port: int, scheme: str = "http") -> N
                 "",
             ]
         ),
-        file=sys.stderr,
+        file=sys.stdout,
+        flush=True,
+    )
+
+
+def _announce_login(host: str, port: int, scheme: str = "http") -> None:
+    """Every start: the exact login line (the token is the one shown at the first start)."""
+    url = _url(host, port, scheme)
+    print(
+        f"Serving on {url}. Log in with:\n"
+        f"    securekey login --url {url} --token <the operator token shown at first start>",
+        file=sys.stdout,
         flush=True,
     )
 
@@ -175,6 +194,7 @@ def serve(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     allow_private_webhooks: bool = False,
+    log_format: LogFormat = "text",
 ) -> None:
     """Run the server until interrupted (reads ``SECUREKEY_*`` from the environment).
 
@@ -182,10 +202,8 @@ def serve(
     webhooks target loopback, link-local and private addresses (on-premise receivers).
     """
     check_tls(tls_cert, tls_key)
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_config = logging_config(log_level, log_format)
+    logging.config.dictConfig(log_config)
     # Everything this process creates (database, WAL, key files, backups) is for its user only.
     os.umask(0o077)
     # Tests and impatient operators shorten the first retry; it doubles per attempt from there.
@@ -207,6 +225,8 @@ def serve(
     )
     if fresh is not None:
         _announce_token(fresh, host, port, "https" if tls_cert else "http")
+    else:
+        _announce_login(host, port, "https" if tls_cert else "http")
     if allow_private_webhooks:
         logging.getLogger("securekey").warning(
             "webhooks may target loopback, link-local and private addresses "
@@ -227,6 +247,7 @@ def serve(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=log_config,
         access_log=False,
         timeout_graceful_shutdown=_GRACE,
         # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: a client on

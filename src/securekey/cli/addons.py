@@ -8,13 +8,17 @@ from typing import Annotated, Any
 import typer
 
 from securekey.cli.apps import attached_elsewhere
+from securekey.cli.completion import complete_addons
 from securekey.cli.context import AppOption, JsonOption, alias_help, confirm, seg, use
 from securekey.cli.errors import ApiError, CliError
 from securekey.cli.render import Column, Part, Renderer, when
 
 __all__ = ["parse_config", "register"]
 
-AddonArg = Annotated[str, typer.Argument(metavar="ADDON", help="Add-on name (or id).")]
+AddonArg = Annotated[
+    str,
+    typer.Argument(metavar="ADDON", help="Add-on name (or id).", autocompletion=complete_addons),
+]
 ConfirmOption = Annotated[
     str | None,
     typer.Option("--confirm", metavar="APP", help="Skip the prompt: the billing app's name."),

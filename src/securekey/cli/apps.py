@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from securekey.cli.completion import complete_apps
 from securekey.cli.context import AppOption, JsonOption, confirm, seg, use
 from securekey.cli.errors import ApiError, CliError
 from securekey.cli.render import when
@@ -81,11 +82,20 @@ def apps_create(
 def apps_info(
     ctx: typer.Context,
     name: Annotated[
-        str | None, typer.Argument(metavar="APP", help="The app (or give it with -a).")
+        str | None,
+        typer.Argument(
+            metavar="APP", help="The app (or give it with -a).", autocompletion=complete_apps
+        ),
     ] = None,
     app: Annotated[
         str | None,
-        typer.Option("--app", "-a", metavar="APP", help="App to run the command against."),
+        typer.Option(
+            "--app",
+            "-a",
+            metavar="APP",
+            help="App to run the command against.",
+            autocompletion=complete_apps,
+        ),
     ] = None,
     json: JsonOption = False,
 ) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import typer
 
+from securekey.cli.completion import complete_apps
 from securekey.cli.errors import CliError
 from securekey.cli.render import Part, Renderer
 from securekey.cli.session import resolve
@@ -26,7 +27,13 @@ __all__ = ["AppOption", "Cli", "JsonOption", "alias_help", "confirm", "seg", "us
 
 AppOption = Annotated[
     str,
-    typer.Option("--app", "-a", metavar="APP", help="App to run the command against."),
+    typer.Option(
+        "--app",
+        "-a",
+        metavar="APP",
+        help="App to run the command against.",
+        autocompletion=complete_apps,
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", "-j", help="Output JSON, for scripts.")]
 

@@ -18,6 +18,7 @@ from securekey.cli import (
     apps,
     audit,
     auth,
+    completion,
     config_vars,
     ops,
     releases,
@@ -54,6 +55,7 @@ def _version(value: bool) -> None:
 
 def build_app() -> typer.Typer:
     """The typer app with every command group registered."""
+    completion.install()
     app = typer.Typer(
         name="securekey",
         help=_HELP,

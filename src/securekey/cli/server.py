@@ -101,6 +101,12 @@ def server(
             "(on-premise receivers). Refused by default.",
         ),
     ] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format", metavar="text|json", help="Log lines as text or as JSON objects."
+        ),
+    ] = "text",
 ) -> None:
     """Run the API server.
 
@@ -115,6 +121,12 @@ def server(
     """
     if ctx.invoked_subcommand is not None:
         return
+    if log_format not in ("text", "json"):
+        raise CliError(f"--log-format must be text or json, not {log_format!r}.", exit_code=2)
+    if log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise CliError(
+            f"--log-level must be debug, info, warning or error, not {log_level!r}.", exit_code=2
+        )
     try:
         _server_module().serve(
             host=host,
@@ -122,7 +134,8 @@ def server(
             data_dir=data_dir,
             database_url=database_url,
             scheduler_interval=scheduler_interval,
-            log_level=log_level,
+            log_level=log_level.lower(),
+            log_format="json" if log_format == "json" else "text",
             forwarded_allow_ips=forwarded_allow_ips,
             max_streams_per_token=max_streams_per_token,
             max_streams=max_streams,

@@ -346,7 +346,6 @@ class SecureKeyService:
                 },
                 now,
             )
-        log.info("created %s on %s as %s", addon.name, app.name, attachment.var_name)
         return AddonCreated(addon, attachment, release)
 
     def get_addon(self, ref: str) -> Addon:

@@ -7,6 +7,7 @@ module sees ciphertext and nothing below it sees plaintext.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -42,6 +43,9 @@ from securekey.store.engine import WRITE_OPTION, make_engine
 from securekey.store.migrate import upgrade
 
 __all__ = ["RELEASE_CHANNEL", "SqlRepository", "SqlStore"]
+
+#: Committed state changes, one info line each (the store logs them after the commit).
+audit_log = logging.getLogger("securekey.audit")
 
 #: PostgreSQL NOTIFY channel on which every committed release is announced as ``app_id:version``.
 RELEASE_CHANNEL = "securekey_release"
@@ -88,13 +92,14 @@ class SqlStore:
     def transaction(self, *, write: bool = True) -> Iterator[SqlRepository]:
         """One transaction; commits on success, rolls back on any exception."""
         notices: list[ReleaseNotice] = []
+        events: list[AuditEvent] = []
         with self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn = conn.execution_options(**{WRITE_OPTION: write})
             try:
                 with conn.begin():
                     self._join_key_rotation(conn)
-                    yield SqlRepository(conn, self.cipher, notices)
+                    yield SqlRepository(conn, self.cipher, notices, events)
             except DBIntegrityError:
                 raise BusyError(
                     "A concurrent change took the same name or version; try again."
@@ -103,6 +108,8 @@ class SqlStore:
                 if "database is locked" in str(exc):
                     raise BusyError("The database is busy; try again.") from None
                 raise
+        for event in events:
+            _log_event(event)
         if notices:
             with self._lock:
                 listeners = list(self._listeners)
@@ -147,10 +154,17 @@ class SqlStore:
 class SqlRepository:
     """``services.ports.Repository`` over one open connection and transaction."""
 
-    def __init__(self, conn: Connection, cipher: Cipher, notices: list[ReleaseNotice]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        cipher: Cipher,
+        notices: list[ReleaseNotice],
+        events: list[AuditEvent] | None = None,
+    ) -> None:
         self.conn = conn
         self.cipher = cipher
         self._notices = notices
+        self._events = events if events is not None else []
         self._pg = conn.dialect.name == "postgresql"
 
     # ------------------------------------------------------------------ apps
@@ -549,6 +563,7 @@ class SqlRepository:
             self.conn.execute(t.webhook_deliveries.insert(), [_delivery_row(d) for d in deliveries])
 
     def add_events(self, events: Sequence[AuditEvent]) -> None:
+        self._events.extend(events)
         if events:
             self.conn.execute(t.audit_events.insert(), [_event_row(e) for e in events])
 
@@ -808,6 +823,7 @@ class SqlRepository:
     # ---------------------------------------------------------------- audit
 
     def add_event(self, event: AuditEvent) -> None:
+        self._events.append(event)
         self.conn.execute(t.audit_events.insert().values(**_event_row(event)))
 
     def list_events(
@@ -872,6 +888,30 @@ class SqlRepository:
             )
             for r in self.conn.execute(query).mappings()
         ]
+
+
+def _log_event(event: AuditEvent) -> None:
+    """One info line per committed state change: the audit event (names, fingerprints only)."""
+    details = " ".join(f"{k}={v}" for k, v in sorted(event.details.items()))
+    audit_log.info(
+        "%s %s by %s%s",
+        event.action,
+        event.target_name,
+        event.actor,
+        f": {details}" if details else "",
+        extra={
+            "event": {
+                "action": event.action,
+                "actor": event.actor,
+                "target": {
+                    "type": event.target_type,
+                    "id": event.target_id,
+                    "name": event.target_name,
+                },
+                "details": dict(event.details),
+            }
+        },
+    )
 
 
 def _var_aad(app_id: str, name: str) -> bytes:
