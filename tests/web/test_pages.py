@@ -122,3 +122,46 @@ def test_webhook_deliveries_show_status_attempts_and_next_retry(
     expect(section.locator("[data-countdown]").first).to_be_attached()
     expect(rows.first).to_contain_text(re.compile(r"ConnectError|HTTP \d+|^$"))
     shot(page, "webhooks")
+
+
+def test_audit_filters(page: Any, server: Server, world: dict[str, str]) -> None:
+    """The audit log narrows by action prefix, target, actor and time, and says so when
+    nothing matches or a time cannot be read."""
+    sign_in(page, server)
+    page.goto(server.url + "/ui/audit?action=addon.&target=" + world["addon"])
+    actions = page.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.action)")
+    assert set(actions) == {"addon.create", "addon.attach", "addon.rotate"}, actions
+    page.goto(server.url + "/ui/audit?target=pages-two&action=webhook.create")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    page.goto(server.url + "/ui/audit?actor=scheduler&target=" + world["addon"])
+    expect(page.get_by_text("No events match.")).to_be_visible()
+    page.goto(server.url + "/ui/audit?since=2999-01-01")
+    expect(page.get_by_text("No events match.")).to_be_visible()
+    page.goto(server.url + "/ui/audit?until=2000-01-01T00:00&target=pages-one")
+    expect(page.get_by_text("No events match.")).to_be_visible()
+    page.goto(server.url + "/ui/audit?since=yesterday")
+    expect(page.get_by_role("alert")).to_contain_text("Times must look like")
+    # The form itself fills the query string.
+    page.goto(server.url + "/ui/audit")
+    page.get_by_label("Action").fill("app.create")
+    page.get_by_label("Target").fill("pages-one")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("tbody tr")).to_contain_text("pages-one")
+
+
+def test_detach_and_its_refusal(page: Any, server: Server, api: httpx.Client) -> None:
+    """Detach removes one attachment's var with a release; the add-on's last attachment
+    cannot be detached, and that refusal changes nothing."""
+    api.post("/apps", json={"name": "detach-one"})
+    api.post("/apps", json={"name": "detach-two"})
+    addon = api.post("/apps/detach-one/addons", json={"plan": "securekey:daily"}).json()["name"]
+    api.post("/addon-attachments", json={"addon": addon, "app": "detach-two", "name": "SHARED"})
+    sign_in(page, server)
+    page.goto(server.url + f"/ui/addons/{addon}")
+    page.get_by_role("button", name="Detach SHARED from detach-two").click()
+    expect(page.get_by_role("status").locator(".flash-ok")).to_contain_text("Detached SHARED: v3")
+    assert "SHARED_KEY" not in api.get("/apps/detach-two/config-vars").json()
+    page.get_by_role("button", name="Detach SECURE from detach-one").click()
+    expect(page.locator(".flash-error")).to_contain_text("no other attachment")
+    assert "SECURE_KEY" in api.get("/apps/detach-one/config-vars").json()
