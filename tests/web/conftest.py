@@ -54,9 +54,9 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A real ``securekey server`` on SQLite for one test module."""
+    """A real ``securekey server`` on SQLite; each test makes apps of its own names on it."""
     with running_server(
         tmp_path_factory.mktemp("web") / "data",
         extra_env={"SECUREKEY_WEBHOOK_BACKOFF": str(WEBHOOK_BACKOFF)},

@@ -120,11 +120,11 @@ def test_the_operator_flow(page: Any, server: Server, api: httpx.Client) -> None
         assert part not in page.content()
     shot(page, "audit")
 
-    # The overview's chart counts today's three rotations, one of them an emergency.
+    # The overview's chart counts today's rotations: ours were two by hand and one emergency
+    # (other tests on this server may add more by hand, none in an emergency).
     page.goto(server.url + "/ui/")
-    today = page.locator("svg.bars g.day").last
-    expect(today.locator("text.count")).to_have_text("3")
-    expect(today.locator("title")).to_contain_text("2 by hand, 1 emergency")
+    today = page.locator("svg.bars g.day").last.locator("title")
+    expect(today).to_contain_text(re.compile(r"\d+ scheduled, ([2-9]|\d\d+) by hand, 1 emergency"))
     shot(page, "overview")
 
     # Destroy: a wrong confirmation changes nothing; the right one is still refused while

@@ -6,14 +6,18 @@ no build step, no CDN. Sign-in takes an operator token and gives a server-side s
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from securekey.api.context import ApiContext
-from securekey.web.routes import Dashboard
+if TYPE_CHECKING:  # the API imports us to mount the dashboard; we need its context's type
+    from fastapi import FastAPI
 
-__all__ = ["Dashboard", "mount_dashboard"]
+    from securekey.api.context import ApiContext
+    from securekey.web.routes import Dashboard
+
+__all__ = ["mount_dashboard"]
 
 
 async def _home(_request: Request) -> Response:
@@ -22,6 +26,8 @@ async def _home(_request: Request) -> Response:
 
 def mount_dashboard(app: FastAPI, ctx: ApiContext) -> Dashboard:
     """Serve the dashboard on ``app``: ``/`` leads to it, everything else lives under ``/ui``."""
+    from securekey.web.routes import Dashboard
+
     dashboard = Dashboard(ctx)
     app.mount("/ui", dashboard.app(), name="dashboard")
     app.add_route("/", _home, methods=["GET"], name="dashboard-home", include_in_schema=False)

@@ -98,7 +98,7 @@ class BarDay:
         return self.scheduled + self.manual + self.emergency
 
 
-CHART_HEIGHT = 120
+CHART_HEIGHT = 100
 
 
 def rotation_bars(events: Iterable[AuditEvent], today: datetime, days: int = 14) -> list[BarDay]:

@@ -254,14 +254,16 @@ class Dashboard:
         session.flash("ok", "Signed in.")
         response = RedirectResponse("/ui/", 303)
         set_cookie(response, request, cookie_name(request), session_id, None)
-        response.delete_cookie(SIGNIN_COOKIE, path="/")
+        set_cookie(response, request, SIGNIN_COOKIE, "", 0)
         return response
 
     async def sign_out(self, request: Request, session: Session, form: dict[str, str]) -> Response:
         """End the session here and in the browser."""
         self.sessions.end(request.cookies.get(cookie_name(request)))
         response = RedirectResponse("/ui/sign-in", 303)
-        response.delete_cookie(cookie_name(request), path="/")
+        # Cleared with the same attributes it was set with: a browser ignores a __Host- cookie
+        # sent without Secure, so delete_cookie's defaults would leave it in place.
+        set_cookie(response, request, cookie_name(request), "", 0)
         return response
 
     # ------------------------------------------------------------------ pages
