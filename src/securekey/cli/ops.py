@@ -132,8 +132,9 @@ def restore(
 
     \b
     Example:
-      $ SECUREKEY_MASTER_KEY_FILE=master.key securekey restore backup.db --data-dir ./new
-      $ SECUREKEY_MASTER_KEY=… securekey restore backup.db --database-url postgresql://…
+      $ export SECUREKEY_MASTER_KEY_FILE=/safe/place/master.key
+      $ securekey restore backup.db --data-dir ./new
+      $ securekey restore backup.db --database-url postgresql://…/empty
     """
     _server_parts()
     from securekey.crypto import Cipher

@@ -63,11 +63,19 @@ def _looks_like_uuid(ref: str) -> bool:
 class SqlStore:
     """A SQLAlchemy-backed store. ``migrate=True`` applies migrations on open."""
 
-    def __init__(self, engine: Engine, cipher: Cipher, *, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        cipher: Cipher,
+        *,
+        migrate: bool = True,
+        key_refresh: float = KEY_REFRESH_SECONDS,
+    ) -> None:
         self.engine = engine
         self.cipher = cipher
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self._key_refresh = key_refresh
         self._keys_checked = time.monotonic()
         if migrate:
             upgrade(engine)
@@ -119,7 +127,7 @@ class SqlStore:
     def _join_key_rotation(self, conn: Connection) -> None:
         """Every few seconds: if a master-key rotation began, write under its new key."""
         now = time.monotonic()
-        if now - self._keys_checked < KEY_REFRESH_SECONDS:
+        if now - self._keys_checked < self._key_refresh:
             return
         self._keys_checked = now
         from securekey.store.master_keys import NEXT, adopt_next_key, key_records
