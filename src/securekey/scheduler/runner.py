@@ -15,12 +15,12 @@ import threading
 from dataclasses import dataclass, field
 
 from securekey.domain.clock import Clock, SystemClock
-from securekey.services import Rotated, SecureKeyService
+from securekey.services import ROTATION_BATCH, Rotated, SecureKeyService
 
 __all__ = ["DEFAULT_BATCH", "Scheduler", "TickResult"]
 
 #: Add-ons rotated per transaction (see ``bench/rotate_due.py`` for how the rate depends on it).
-DEFAULT_BATCH = 200
+DEFAULT_BATCH = ROTATION_BATCH
 
 log = logging.getLogger("securekey.scheduler")
 

@@ -3,6 +3,7 @@
 from securekey.services.core import (
     DEFAULT_ATTACHMENT,
     MAX_ROTATION_BATCH,
+    ROTATION_BATCH,
     AddonCreated,
     BulkRotation,
     Fingerprinter,
@@ -16,6 +17,7 @@ from securekey.services.ports import ReleaseNotice, Repository, Store
 __all__ = [
     "DEFAULT_ATTACHMENT",
     "MAX_ROTATION_BATCH",
+    "ROTATION_BATCH",
     "AddonCreated",
     "BulkRotation",
     "Fingerprinter",

@@ -57,6 +57,7 @@ from securekey.services.webhooks import enqueue_release
 __all__ = [
     "DEFAULT_ATTACHMENT",
     "MAX_ROTATION_BATCH",
+    "ROTATION_BATCH",
     "AddonCreated",
     "BulkRotation",
     "Fingerprinter",
@@ -71,7 +72,9 @@ log = logging.getLogger("securekey.services")
 DEFAULT_ATTACHMENT = "SECURE"
 _MAX_VALUE = 32 * 1024
 _NAME_TRIES = 20
-#: The most add-ons one rotation transaction holds (and one request may ask for at once).
+#: Add-ons rotated per transaction unless told otherwise (``bench/rotate_due.py`` measures it).
+ROTATION_BATCH = 200
+#: The most add-ons one rotation transaction may hold.
 MAX_ROTATION_BATCH = 1000
 
 
@@ -532,7 +535,7 @@ class SecureKeyService:
         app: object = None,
         emergency: bool = False,
         actor: str = "operator",
-        batch_size: int = 500,
+        batch_size: int = ROTATION_BATCH,
         limit: int | None = None,
         after: object = None,
         dry_run: bool = False,
