@@ -68,8 +68,10 @@ class Scheduler:
             result.failed += [f.addon_id for f in batch.failed]
             self.rotations += len(batch.rotated)
             self.failures += len(batch.failed)
-            if batch.claimed < limit:
-                break  # nothing more is due, or the rest is being rotated by another process
+            if batch.claimed < limit or not (batch.rotated or batch.failed):
+                # Nothing more is due, or the rest is being rotated by another process (its
+                # add-ons or their apps are held): the next tick takes what is left.
+                break
         return result
 
     def run(self) -> None:

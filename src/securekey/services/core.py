@@ -520,12 +520,17 @@ class SecureKeyService:
         actor: str = "scheduler",
     ) -> RotationBatch:
         """Claim up to ``limit`` due add-ons (skipping any another process holds) and rotate
-        them in one transaction; one that fails is rolled back alone and audited as failed."""
+        them in one transaction; one that fails is rolled back alone and audited as failed.
+
+        One attached to an app another transaction holds is left due for a later batch, so
+        concurrent schedulers never queue behind each other."""
         with self.store.transaction() as tx:
             addons = tx.claim_due(now, frozenset(exclude), max(1, limit))
             if not addons:
                 return RotationBatch()
-            return rotate_locked(tx, addons, self._fp, emergency=False, actor=actor, now=now)
+            return rotate_locked(
+                tx, addons, self._fp, emergency=False, actor=actor, now=now, skip_busy=True
+            )
 
     def rotate_matching(
         self,
