@@ -65,6 +65,9 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/addons/{addon}/actions/rotate"): Case(
         "/addons/{addon}/actions/rotate", 200, {"emergency": False}
     ),
+    ("POST", "/actions/addons/rotate"): Case(
+        "/actions/addons/rotate", 200, {"app": "service-2", "emergency": False}
+    ),
     ("GET", "/addons/{addon}/key-versions"): Case("/addons/{addon}/key-versions"),
     ("GET", "/addon-attachments"): Case("/addon-attachments"),
     ("POST", "/addon-attachments"): Case(

@@ -322,3 +322,32 @@ def test_the_claim_takes_a_batch_soonest_first(
     with store.engine.connect() as conn:
         due = conn.execute(sa.text("SELECT count(*) FROM addons WHERE key_version = 3")).scalar()
     assert due == 5
+
+
+def test_a_scheduler_leaves_addons_of_a_busy_app_for_later_instead_of_waiting(
+    pg_server: pg.PgServer, cipher: Cipher, clock: FixedClock
+) -> None:
+    """On PostgreSQL an app row held by another transaction defers its add-ons; no waiting."""
+    url = new_pg_database(pg_server)
+    store = SqlStore.open(url, cipher)
+    try:
+        service = SecureKeyService(store, cipher, clock)
+        for app in ("busy", "free"):
+            service.create_app(app)
+            service.create_addon(app, "securekey:daily", name=f"keys-{app}", period="10s")
+        busy = service.get_app("busy")
+        clock.advance(timedelta(seconds=10))
+        with store.engine.connect() as holder, holder.begin():
+            holder.execute(sa.select(t.apps).where(t.apps.c.id == busy.id).with_for_update())
+            batch = service.rotate_due(clock.now(), limit=10)
+            assert batch.claimed == 2
+            assert [r.addon.name for r in batch.rotated] == ["keys-free"]
+            assert batch.failed == []
+        assert service.get_addon("keys-busy").key_version == 2
+        assert service.next_due(clock.now())
+        later = service.rotate_due(clock.now(), limit=10)
+        assert [r.addon.name for r in later.rotated] == ["keys-busy"]
+        assert [r.version for r in service.releases("busy")] == [1, 2, 3]
+    finally:
+        store.close()
+        drop_pg_database(pg_server, url)

@@ -22,6 +22,7 @@ __all__ = [
     "AppUpdate",
     "AttachmentCreate",
     "AttachmentOut",
+    "BulkRotationOut",
     "ConfigVarsPatch",
     "DeliveryOut",
     "ErrorOut",
@@ -31,6 +32,7 @@ __all__ = [
     "ReleaseOut",
     "ResolveAddon",
     "RotateIn",
+    "RotateManyIn",
     "RotationOut",
     "TokenCreate",
     "TokenCreatedOut",
@@ -157,6 +159,24 @@ class RotateIn(_In):
     emergency: bool = False
 
 
+class RotateManyIn(_In):
+    """``POST /actions/addons/rotate``: rotate now every add-on matching ONE filter.
+
+    ``all``, a ``plan`` (``securekey:daily``), or an ``app`` (add-ons billed to or attached to
+    it). ``limit`` stops after that many add-ons with ``next_after`` to continue from (give it
+    back as ``after``); ``dry_run`` only counts what matches.
+    """
+
+    all_: Annotated[bool, Strict()] = Field(default=False, alias="all")
+    plan: ShortStr | None = None
+    app: ShortStr | None = None
+    emergency: Annotated[bool, Strict()] = False
+    limit: Annotated[int, Strict()] | None = None
+    after: ShortStr | None = None
+    batch_size: Annotated[int, Strict()] | None = None
+    dry_run: Annotated[bool, Strict()] = False
+
+
 class TokenCreate(_In):
     """``POST /apps/{app}/tokens``."""
 
@@ -277,6 +297,18 @@ class RotationOut(_Out):
     addon: AddonOut
     fingerprints: dict[str, str]
     releases: list[dict[str, Any]]
+
+
+class BulkRotationOut(_Out):
+    """Counts of a rotation by filter; ``failed`` add-ons were rolled back and are unchanged."""
+
+    matched: int
+    rotated: int
+    releases: int
+    failed: list[dict[str, Any]]
+    emergency: bool
+    dry_run: bool
+    next_after: str | None
 
 
 class TokenOut(_Out):

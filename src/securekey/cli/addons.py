@@ -9,7 +9,7 @@ import typer
 
 from securekey.cli.apps import attached_elsewhere
 from securekey.cli.completion import complete_addons
-from securekey.cli.context import AppOption, JsonOption, alias_help, confirm, seg, use
+from securekey.cli.context import AppOption, Cli, JsonOption, alias_help, confirm, seg, use
 from securekey.cli.errors import ApiError, CliError
 from securekey.cli.render import Column, Part, Renderer, when
 
@@ -407,7 +407,21 @@ def addons_destroy(
 
 def addons_rotate(
     ctx: typer.Context,
-    addon: AddonArg,
+    addon: Annotated[
+        str | None,
+        typer.Argument(metavar="[ADDON]", help="Add-on name (or id); or use a filter below."),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Rotate EVERY add-on now.")] = False,
+    plan: Annotated[
+        str | None,
+        typer.Option("--plan", metavar="PLAN", help="Rotate every add-on on PLAN now."),
+    ] = None,
+    app: Annotated[
+        str | None,
+        typer.Option(
+            "--app", "-a", metavar="APP", help="Rotate every add-on billed to or attached to APP."
+        ),
+    ] = None,
     emergency: Annotated[
         bool,
         typer.Option(
@@ -416,16 +430,32 @@ def addons_rotate(
     ] = False,
     confirm_: Annotated[
         str | None,
-        typer.Option("--confirm", metavar="ADDON", help="Skip the emergency prompt."),
+        typer.Option(
+            "--confirm",
+            metavar="NAME",
+            help="Skip the prompt: the ADDON (emergency), or all / PLAN / APP as filtered.",
+        ),
     ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size", min=1, max=1000, help="Add-ons per request with a filter (100)."
+        ),
+    ] = 100,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With a filter: count what matches, rotate nothing.")
+    ] = False,
     json: JsonOption = False,
 ) -> None:
-    """Rotate an add-on's key pair now.
+    """Rotate an add-on's key pair now, or every add-on matching a filter.
 
     Every attached app gets the new pair in the same transaction, one release each.
 
     PREVIOUS becomes the old LATEST and LATEST a new key. With --emergency both keys are
     replaced, so clients holding either old key fail until they reload.
+
+    With --all, --plan PLAN or --app APP (the incident case) every matching add-on rotates
+    now, in batches, with a progress bar; it asks to confirm (type all, the plan or the app).
 
     \b
     Example:
@@ -433,8 +463,32 @@ def addons_rotate(
       Rotating securekey-solid-14332... done
       Released ⬢ service-1 v3: Update SECURE by securekey-solid-14332
       Released ⬢ service-2 v3: Update SERVICE_ONE_SECURE by securekey-solid-14332
+    \b
+      $ securekey addons:rotate --app service-2 --emergency --confirm service-2
+      Rotating (emergency) add-ons of ⬢ service-2 ━━━━━━━━━━━━━━━━━━━━ 2/2 0:00:00
+      Rotated 2 add-ons (3 releases)
     """
     cli = use(ctx)
+    filters = [f for f, on in (("--all", all_), ("--plan", plan), ("--app", app)) if on]
+    if (addon is None) == (not filters) or len(filters) > 1:
+        raise CliError(
+            "Give an ADDON, or exactly one of --all, --plan PLAN, --app APP: "
+            "e.g. `securekey addons:rotate --plan securekey:daily`."
+        )
+    if filters:
+        _rotate_matching(
+            cli,
+            {"all": True} if all_ else {"plan": plan} if plan else {"app": app},
+            emergency=emergency,
+            confirm_=confirm_,
+            batch_size=batch_size,
+            dry_run=dry_run,
+            json=json,
+        )
+        return
+    assert addon is not None
+    if dry_run:
+        raise CliError("--dry-run goes with a filter (--all, --plan, --app), not an ADDON.")
     out = cli.out
     api = cli.api()
     found = api.get(f"/addons/{seg(addon)}")
@@ -472,6 +526,82 @@ def addons_rotate(
             ("Previous key", str(prints.get("previous", "?")) + " (fingerprint)"),
         ]
     )
+
+
+def _rotate_matching(
+    cli: Cli,
+    given: dict[str, Any],
+    *,
+    emergency: bool,
+    confirm_: str | None,
+    batch_size: int,
+    dry_run: bool,
+    json: bool,
+) -> None:
+    """Rotate every add-on matching ``given`` page by page, with a progress bar on stderr."""
+    out = cli.out
+    api = cli.api()
+    what: list[Part]
+    if "plan" in given:
+        expected, what = str(given["plan"]), ["add-ons on ", out.strong(str(given["plan"]))]
+    elif "app" in given:
+        expected, what = str(given["app"]), ["add-ons of ", out.app(str(given["app"]))]
+    else:
+        expected, what = "all", ["every add-on"]
+    counted = api.post("/actions/addons/rotate", {**given, "dry_run": True})
+    total = int(counted.get("matched", 0))
+    if dry_run or total == 0:
+        if json:
+            out.json(counted)
+        else:
+            out.say(f"{total} add-on{'s' if total != 1 else ''} match; nothing rotated.")
+        return
+    kind = "Emergency rotation" if emergency else "Rotation"
+    lines: list[list[Part]] = [["This rotates ", *what, " now; every attached app gets a release"]]
+    if emergency:
+        lines.append(["Both keys are replaced: clients holding either old key fail until reloaded"])
+    plural = "s" if total != 1 else ""
+    confirm(
+        cli, expected, confirm_, title=f"WARNING: {kind} of {total} add-on{plural}", lines=lines
+    )
+    rotated = releases = 0
+    failed: list[dict[str, Any]] = []
+    after: str | None = None
+    verb = "Rotating (emergency) " if emergency else "Rotating "
+    with out.progress(total, verb, *what) as bar:
+        while True:
+            body = {**given, "emergency": emergency, "limit": batch_size, "batch_size": batch_size}
+            if after is not None:
+                body["after"] = after
+            page = api.post("/actions/addons/rotate", body)
+            rotated += int(page.get("rotated", 0))
+            releases += int(page.get("releases", 0))
+            failed += list(page.get("failed", []))
+            bar.advance(int(page.get("rotated", 0)) + len(page.get("failed", [])))
+            after = page.get("next_after")
+            if not after:
+                break
+    summary = {
+        "matched": total,
+        "rotated": rotated,
+        "releases": releases,
+        "failed": failed,
+        "emergency": emergency,
+    }
+    if json:
+        out.json(summary)
+    else:
+        out.say(f"Rotated {rotated} add-on{'s' if rotated != 1 else ''} ({releases} releases)")
+    if failed:
+        names = ", ".join(
+            f"{f.get('addon', {}).get('name')} ({f.get('reason', '?')})" for f in failed[:5]
+        )
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        raise CliError(
+            f"{len(failed)} add-on{'s' if len(failed) != 1 else ''} failed to rotate and "
+            f"{'are' if len(failed) != 1 else 'is'} unchanged: {names}{more}. "
+            "See `securekey addons:info ADDON` and the server log."
+        )
 
 
 def addons_keys(ctx: typer.Context, addon: AddonArg, json: JsonOption = False) -> None:

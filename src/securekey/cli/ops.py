@@ -325,14 +325,13 @@ def rotate(
             time.sleep(ANNOUNCE_GRACE - waited)
         counts = census(engine)
         total = sum(counts.values())
-        with cli.out.progress() as bar:
-            task = bar.add_task("Re-encrypting", total=total)
+        with cli.out.progress(total, "Re-encrypting") as bar:
             done = reencrypt(
                 engine,
                 cipher,
                 batch_size=batch_size,
                 max_batches=max_batches,
-                on_batch=lambda n: bar.advance(task, n),
+                on_batch=bar.advance,
             )
         if not done.complete:
             cli.out.tell(

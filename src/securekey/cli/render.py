@@ -12,17 +12,26 @@ import json
 import re
 import shutil
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rich.cells import cell_len
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-__all__ = ["GLYPH", "Column", "Part", "Renderer", "Status", "mask_keys", "wants_color", "when"]
+__all__ = [
+    "GLYPH",
+    "Column",
+    "Part",
+    "Progress",
+    "Renderer",
+    "Status",
+    "mask_keys",
+    "wants_color",
+    "when",
+]
 
 #: Heroku's app glyph, printed before every app name.
 GLYPH = "⬢"
@@ -73,6 +82,19 @@ class Status:
     """What an action prints after ``...`` when it succeeds (``done``, ``free``, ``done, v2``)."""
 
     text: str = "done"
+
+
+class Progress:
+    """How far a long action is: ``advance(n)`` after each step (a bar, or a line per step)."""
+
+    def __init__(self, step: Callable[[int], None]) -> None:
+        self._step = step
+        self.done = 0
+
+    def advance(self, count: int) -> None:
+        """``count`` more items are done."""
+        self.done += count
+        self._step(count)
 
 
 def wants_color(stream: TextIO, env: Mapping[str, str]) -> bool:
@@ -192,6 +214,46 @@ class Renderer:
             raise
         self._err.print(status.text)
 
+    @contextmanager
+    def progress(self, total: int, *parts: Part) -> Iterator[Progress]:
+        """A progress bar on stderr for ``total`` items (on a terminal; else a line per step)."""
+        label = self._join(parts)
+        try:
+            terminal = self._err_stream.isatty()
+        except (AttributeError, ValueError):
+            terminal = False
+        if not terminal:
+            plain = label.plain
+
+            def line(count: int) -> None:
+                if count:
+                    self._err.print(f"{plain}: {bar.done}/{total}")
+
+            bar = Progress(line)
+            yield bar
+            return
+        # rich.progress is imported here: only long actions need it (help stays quick).
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        with RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            # A terminal without colour (NO_COLOR) still gets the bar, in plain characters.
+            console=Console(
+                file=self._err_stream,
+                force_terminal=True,
+                no_color=not self._err.is_terminal,
+                color_system="standard" if self._err.is_terminal else None,
+                width=self.width,
+            ),
+            transient=False,
+        ) as rich_bar:
+            task = rich_bar.add_task(label.plain, total=total)
+            yield Progress(lambda count: rich_bar.advance(task, count))
+
     def header(self, title: str) -> None:
         """``=== title``, as Heroku's styled headers."""
         self._out.print(Text.assemble(Text("=== ", style="dim"), Text(_safe(title), style="bold")))
@@ -294,16 +356,6 @@ class Renderer:
             return self._out_stream.isatty()
         except (AttributeError, ValueError):
             return False
-
-    def progress(self) -> Progress:
-        """A progress bar on stderr (plain, occasional lines when stderr is not a terminal)."""
-        return Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=self._err,
-        )
 
     def stdin_is_terminal(self) -> bool:
         """Whether someone can answer a prompt."""

@@ -15,12 +15,12 @@ import threading
 from dataclasses import dataclass, field
 
 from securekey.domain.clock import Clock, SystemClock
-from securekey.services import Rotated, SecureKeyService
+from securekey.services import ROTATION_BATCH, Rotated, SecureKeyService
 
 __all__ = ["DEFAULT_BATCH", "Scheduler", "TickResult"]
 
 #: Add-ons rotated per transaction (see ``bench/rotate_due.py`` for how the rate depends on it).
-DEFAULT_BATCH = 200
+DEFAULT_BATCH = ROTATION_BATCH
 
 log = logging.getLogger("securekey.scheduler")
 
@@ -68,8 +68,10 @@ class Scheduler:
             result.failed += [f.addon_id for f in batch.failed]
             self.rotations += len(batch.rotated)
             self.failures += len(batch.failed)
-            if batch.claimed < limit:
-                break  # nothing more is due, or the rest is being rotated by another process
+            if batch.claimed < limit or not (batch.rotated or batch.failed):
+                # Nothing more is due, or the rest is being rotated by another process (its
+                # add-ons or their apps are held): the next tick takes what is left.
+                break
         return result
 
     def run(self) -> None:

@@ -3,6 +3,7 @@
 from securekey.services.core import (
     DEFAULT_ATTACHMENT,
     MAX_ROTATION_BATCH,
+    ROTATION_BATCH,
     AddonCreated,
     BulkRotation,
     Fingerprinter,
@@ -17,6 +18,7 @@ __all__ = [
     "DEFAULT_ATTACHMENT",
     "IDENTITY_CHANGED",
     "MAX_ROTATION_BATCH",
+    "ROTATION_BATCH",
     "AddonCreated",
     "BulkRotation",
     "Fingerprinter",

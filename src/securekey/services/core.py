@@ -57,6 +57,7 @@ from securekey.services.webhooks import enqueue_release
 __all__ = [
     "DEFAULT_ATTACHMENT",
     "MAX_ROTATION_BATCH",
+    "ROTATION_BATCH",
     "AddonCreated",
     "BulkRotation",
     "Fingerprinter",
@@ -71,7 +72,9 @@ log = logging.getLogger("securekey.services")
 DEFAULT_ATTACHMENT = "SECURE"
 _MAX_VALUE = 32 * 1024
 _NAME_TRIES = 20
-#: The most add-ons one rotation transaction holds (and one request may ask for at once).
+#: Add-ons rotated per transaction unless told otherwise (``bench/rotate_due.py`` measures it).
+ROTATION_BATCH = 200
+#: The most add-ons one rotation transaction may hold.
 MAX_ROTATION_BATCH = 1000
 
 
@@ -518,12 +521,17 @@ class SecureKeyService:
         actor: str = "scheduler",
     ) -> RotationBatch:
         """Claim up to ``limit`` due add-ons (skipping any another process holds) and rotate
-        them in one transaction; one that fails is rolled back alone and audited as failed."""
+        them in one transaction; one that fails is rolled back alone and audited as failed.
+
+        One attached to an app another transaction holds is left due for a later batch, so
+        concurrent schedulers never queue behind each other."""
         with self.store.transaction() as tx:
             addons = tx.claim_due(now, frozenset(exclude), max(1, limit))
             if not addons:
                 return RotationBatch()
-            return rotate_locked(tx, addons, self._fp, emergency=False, actor=actor, now=now)
+            return rotate_locked(
+                tx, addons, self._fp, emergency=False, actor=actor, now=now, skip_busy=True
+            )
 
     def rotate_matching(
         self,
@@ -533,7 +541,7 @@ class SecureKeyService:
         app: object = None,
         emergency: bool = False,
         actor: str = "operator",
-        batch_size: int = 500,
+        batch_size: int = ROTATION_BATCH,
         limit: int | None = None,
         after: object = None,
         dry_run: bool = False,

@@ -98,13 +98,15 @@ def rotate_locked(
     emergency: bool,
     actor: str,
     now: datetime,
+    skip_busy: bool = False,
 ) -> RotationBatch:
     """Rotate add-ons this transaction has locked; one that fails is rolled back alone.
 
     Each failure is recorded in the audit log as ``addon.rotate_failed`` (in this transaction).
+    ``skip_busy`` (the scheduler) leaves add-ons whose apps another transaction holds for later.
     """
     batch = RotationBatch(claimed=len(addons))
-    _attempt(tx, list(addons), fp, emergency, actor, now, batch)
+    _attempt(tx, list(addons), fp, (emergency, actor, now, skip_busy), batch)
     tx.add_events([failure_event(f, actor, now) for f in batch.failed])
     for f in batch.failed:
         log.error("rotation of %s failed, left unchanged: %s", f.addon_name, f.reason)
@@ -115,22 +117,23 @@ def _attempt(
     tx: Repository,
     addons: list[Addon],
     fp: Fingerprinter,
-    emergency: bool,
-    actor: str,
-    now: datetime,
+    how: tuple[bool, str, datetime, bool],
     batch: RotationBatch,
 ) -> None:
+    emergency, actor, now, skip_busy = how
     try:
         with tx.savepoint():
-            done = rotate_all(tx, addons, fp, emergency=emergency, actor=actor, now=now)
+            done = rotate_all(
+                tx, addons, fp, emergency=emergency, actor=actor, now=now, skip_busy=skip_busy
+            )
     except Exception as exc:  # any failure: find the add-on it belongs to by halving
         if len(addons) == 1:
             reason = exc.message if isinstance(exc, SecureKeyError) else type(exc).__name__
             batch.failed.append(RotationFailure(addons[0].id, addons[0].name, reason[:200]))
             return
         half = len(addons) // 2
-        _attempt(tx, addons[:half], fp, emergency, actor, now, batch)
-        _attempt(tx, addons[half:], fp, emergency, actor, now, batch)
+        _attempt(tx, addons[:half], fp, how, batch)
+        _attempt(tx, addons[half:], fp, how, batch)
         return
     batch.rotated += done
 
@@ -157,24 +160,30 @@ def rotate_all(
     emergency: bool,
     actor: str,
     now: datetime,
+    skip_busy: bool = False,
 ) -> list[Rotated]:
     """Rotate every add-on in ``addons`` (locked by ``tx``), in order; any error fails them all.
 
     An app holding several of them gets one release per rotation, numbered in that order, and
-    each release's fingerprint names the app's config right after its rotation.
+    each release's fingerprint names the app's config right after its rotation. ``skip_busy``
+    leaves out (unchanged, still due) add-ons attached to an app another transaction holds.
     """
     if not addons:
         return []
     ids = [a.id for a in addons]
-    pairs = tx.get_pairs(ids)
-    outcomes = {a.id: rotate_pair(pairs[a.id], a.key_version, emergency=emergency) for a in addons}
-
     # Where each add-on is attached: app id -> attachment names, one release per app.
     where: dict[str, dict[str, list[str]]] = {a: {} for a in ids}
     for att in sorted(tx.list_attachments_of(addon_ids=ids), key=lambda a: (a.app_id, a.name)):
         where[att.addon_id].setdefault(att.app_id, []).append(att.name)
-    app_ids = sorted({app_id for apps in where.values() for app_id in apps})
-    apps = tx.lock_apps(app_ids)
+    wanted = sorted({app_id for apps in where.values() for app_id in apps})
+    apps = tx.lock_apps(wanted, skip_locked=skip_busy)
+    if skip_busy and len(apps) < len(wanted):
+        # An app another transaction holds: its add-ons wait (still due) for a later batch.
+        addons = [a for a in addons if apps.keys() >= where[a.id].keys()]
+        ids = [a.id for a in addons]
+    app_ids = sorted({app_id for a in ids for app_id in where[a]})
+    pairs = tx.get_pairs(ids)
+    outcomes = {a.id: rotate_pair(pairs[a.id], a.key_version, emergency=emergency) for a in addons}
 
     # Each app's whole config, to fingerprint its snapshot after every rotation touching it.
     on_app: dict[str, list[tuple[str, str]]] = {app_id: [] for app_id in app_ids}
@@ -185,7 +194,7 @@ def rotate_all(
     values.update({addon_id: pair.value for addon_id, pair in tx.get_pairs(others).items()})
     plain = tx.get_plain_vars_of(app_ids)
     hooks = tx.list_webhooks_of(app_ids)
-    versions = {app_id: app.release for app_id, app in apps.items()}
+    versions = {app_id: apps[app_id].release for app_id in app_ids}
 
     rotated: list[Rotated] = []
     stored: list[tuple[Addon, RotationOutcome]] = []

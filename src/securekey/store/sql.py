@@ -434,13 +434,14 @@ class SqlRepository:
             del self._notices[mark:]
             raise
 
-    def lock_apps(self, app_ids: Collection[str]) -> dict[str, App]:
+    def lock_apps(self, app_ids: Collection[str], *, skip_locked: bool = False) -> dict[str, App]:
         if not app_ids:
             return {}
         query = sa.select(t.apps).where(t.apps.c.id.in_(list(app_ids))).order_by(t.apps.c.id)
         if self._pg:
             # One statement, rows locked in id order: the order every use case takes apps in.
-            query = query.with_for_update()
+            # Skipping, a scheduler never waits: apps another transaction holds are left out.
+            query = query.with_for_update(skip_locked=skip_locked)
         return {r["id"]: _app(r) for r in self.conn.execute(query).mappings()}
 
     def list_attachments_of(

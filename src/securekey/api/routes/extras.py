@@ -21,9 +21,11 @@ from securekey.api.routes._common import (
     listed,
 )
 from securekey.api.schemas import (
+    BulkRotationOut,
     DeliveryOut,
     KeyVersionOut,
     RotateIn,
+    RotateManyIn,
     RotationOut,
     TokenCreate,
     TokenCreatedOut,
@@ -38,6 +40,7 @@ from securekey.exceptions import (
     NotFoundError,
     RateLimitedError,
 )
+from securekey.services import ROTATION_BATCH
 from securekey.services.resources import (
     delivery_resource,
     key_version_resource,
@@ -91,6 +94,48 @@ def rotate_addon(
                 }
                 for r in rotated.releases
             ],
+        }
+    )
+
+
+@router.post(
+    "/actions/addons/rotate",
+    responses=documented_one(BulkRotationOut, "Counts: matched, rotated, failed, releases made"),
+    tags=["rotation"],
+)
+def rotate_addons(request: Request, who: Operator, body: RotateManyIn) -> Response:
+    """Rotate now every add-on matching one filter (all, a plan, an app): the incident case.
+
+    Processed in batches, one transaction each; an add-on whose rotation fails is rolled back
+    alone, audited as ``addon.rotate_failed`` and listed under ``failed``.
+    """
+    ctx = ctx_of(request)
+    done = ctx.service.rotate_matching(
+        all_=body.all_,
+        plan=body.plan,
+        app=body.app,
+        emergency=body.emergency,
+        actor=who.actor,
+        batch_size=ROTATION_BATCH if body.batch_size is None else body.batch_size,
+        limit=body.limit,
+        after=body.after,
+        dry_run=body.dry_run,
+    )
+    if done.rotated:
+        label = str(body.emergency).lower()
+        ctx.metrics.manual_rotations.labels(emergency=label).inc(done.rotated)
+    return json_response(
+        {
+            "matched": done.matched,
+            "rotated": done.rotated,
+            "releases": done.releases,
+            "failed": [
+                {"addon": {"id": f.addon_id, "name": f.addon_name}, "reason": f.reason}
+                for f in done.failed
+            ],
+            "emergency": body.emergency,
+            "dry_run": body.dry_run,
+            "next_after": done.next_after,
         }
     )
 
