@@ -10,6 +10,7 @@ import typer
 from securekey import __version__
 from securekey.cli.context import JsonOption, use
 from securekey.cli.errors import CliError
+from securekey.exceptions import SecureKeyError
 
 __all__ = ["register"]
 
@@ -23,10 +24,7 @@ DatabaseUrlOption = Annotated[
     typer.Option("--database-url", help="PostgreSQL URL instead of the embedded database."),
 ]
 
-server_app = typer.Typer(
-    name="server",
-    help="Run the API server; `server operator-token create` mints an operator token offline.",
-)
+server_app = typer.Typer(name="server")
 operator_token_app = typer.Typer(
     name="operator-token",
     help="Operator tokens straight in the database, for when every token is lost.",
@@ -88,17 +86,20 @@ def server(
     """
     if ctx.invoked_subcommand is not None:
         return
-    _server_module().serve(
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        database_url=database_url,
-        scheduler_interval=scheduler_interval,
-        log_level=log_level,
-        forwarded_allow_ips=forwarded_allow_ips,
-        max_streams_per_token=max_streams_per_token,
-        max_streams=max_streams,
-    )
+    try:
+        _server_module().serve(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            database_url=database_url,
+            scheduler_interval=scheduler_interval,
+            log_level=log_level,
+            forwarded_allow_ips=forwarded_allow_ips,
+            max_streams_per_token=max_streams_per_token,
+            max_streams=max_streams,
+        )
+    except SecureKeyError as error:  # settings that cannot work: one clear line, no traceback
+        raise CliError(error.message) from None
 
 
 @operator_token_app.command("create")
@@ -124,9 +125,12 @@ def operator_token_create(
       sko_Hq…
     """
     cli = use(ctx)
-    token, raw = _server_module().mint_operator_token(
-        data_dir=data_dir, database_url=database_url, description=description
-    )
+    try:
+        token, raw = _server_module().mint_operator_token(
+            data_dir=data_dir, database_url=database_url, description=description
+        )
+    except SecureKeyError as error:
+        raise CliError(error.message) from None
     if json:
         cli.out.json({"id": token.id, "description": token.description, "token": raw})
         return
