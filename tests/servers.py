@@ -60,6 +60,7 @@ def running_server(
     tls: tuple[Path, Path, Path] | None = None,
     args: tuple[str, ...] = (),
     separate_stdout: bool = False,
+    extra_args: list[str] | None = None,
 ) -> Iterator[Server]:
     """Start ``securekey server`` on a free port and stop it afterwards.
 
@@ -94,6 +95,7 @@ def running_server(
     if tls is not None:
         cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     cmd += list(args)
+    cmd += extra_args or []
     out_path = data_dir.parent / f"server-{port}.out"
     with log_path.open("wb") as log, out_path.open("wb") as out:
         proc = subprocess.Popen(

@@ -10,7 +10,7 @@ import typer
 from securekey import __version__
 from securekey.cli.context import JsonOption, use
 from securekey.cli.errors import CliError
-from securekey.exceptions import ConfigurationError
+from securekey.exceptions import SecureKeyError
 
 __all__ = ["register"]
 
@@ -24,10 +24,7 @@ DatabaseUrlOption = Annotated[
     typer.Option("--database-url", help="PostgreSQL URL instead of the embedded database."),
 ]
 
-server_app = typer.Typer(
-    name="server",
-    help="Run the API server; `server operator-token create` mints an operator token offline.",
-)
+server_app = typer.Typer(name="server")
 operator_token_app = typer.Typer(
     name="operator-token",
     help="Operator tokens straight in the database, for when every token is lost.",
@@ -143,8 +140,8 @@ def server(
             tls_key=tls_key,
             allow_private_webhooks=allow_private_webhooks,
         )
-    except ConfigurationError as exc:
-        raise CliError(exc.message) from None
+    except SecureKeyError as error:  # settings that cannot work: one clear line, no traceback
+        raise CliError(error.message) from None
 
 
 @operator_token_app.command("create")
@@ -170,9 +167,12 @@ def operator_token_create(
       sko_Hq…
     """
     cli = use(ctx)
-    token, raw = _server_module().mint_operator_token(
-        data_dir=data_dir, database_url=database_url, description=description
-    )
+    try:
+        token, raw = _server_module().mint_operator_token(
+            data_dir=data_dir, database_url=database_url, description=description
+        )
+    except SecureKeyError as error:
+        raise CliError(error.message) from None
     if json:
         cli.out.json({"id": token.id, "description": token.description, "token": raw})
         return
