@@ -34,12 +34,17 @@ def test_every_command_has_help_with_an_example(bare_cli: Cli) -> None:
         assert max(len(line) for line in result.lines) <= 100, name
 
 
-def test_run_help_comes_from_the_supervisor(bare_cli: Cli) -> None:
-    """``securekey run --help`` is handed to the run supervisor, which explains its options."""
+def test_run_help_has_the_layout_of_every_command(bare_cli: Cli) -> None:
+    """``securekey run --help``: Usage, description, Example, Options, as the other commands."""
     result = bare_cli("run", "--help")
     assert result.code == 0, result.err
-    assert result.out.startswith("usage: securekey run")
-    assert "-a APP" in result.out
+    assert result.out.startswith("Usage: securekey run [OPTIONS] -- COMMAND [ARGS]...")
+    assert "  Example:\n    $ SECUREKEY_TOKEN=ska_… securekey run -a service-2" in result.out
+    assert "\nOptions:\n" in result.out
+    assert "  -a, --app APP " in result.out
+    assert "SECUREKEY_ENV_FILE" in result.out
+    assert result.lines[-1].startswith("  -h, --help ")
+    assert max(len(line) for line in result.lines) <= 100
 
 
 def test_version_and_flag(bare_cli: Cli) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import httpx
 
@@ -109,3 +110,44 @@ def test_unknown_or_revoked_app_token_says_so(cli: Cli, http: httpx.Client) -> N
         one_clear_line(result, "app token", "unknown or was revoked", "tokens:create")
         assert "securekey login" not in result.err
     fails(cli, (("apps:info", "missing-app"), ["Couldn't find that app"]))
+
+
+def test_run_errors_are_one_line_with_the_next_step(cli: Cli, http: httpx.Client) -> None:
+    """run: usage mistakes, an unreachable server and a revoked token each get one ▸ line."""
+    from tests.pg import free_port
+
+    make_app(http, "run-err", "securekey:weekly")
+    made = http.post("/apps/run-err/tokens", json={}).json()
+    http.delete(f"/apps/run-err/tokens/{made['id']}")
+    usage = cli("run", "-a", "run-err")
+    assert usage.code == 2
+    wanted = " ▸    No command given (put it after --). See `securekey run --help`."
+    assert usage.err_lines == [wanted]
+    missing = cli("run", "--", "true")
+    assert missing.code == 2
+    assert missing.err_lines[0].startswith(" ▸    The following arguments are required: -a/--app")
+    down = cli(
+        "run", "-a", "run-err", "--", "true",
+        env=cli.env(SECUREKEY_URL=f"http://127.0.0.1:{free_port()}"),
+    )  # fmt: skip
+    one_clear_line(down, "Cannot reach the securekey server", "Start it with `securekey server`")
+    revoked = cli("run", "-a", "run-err", "--", "true", env=cli.env(SECUREKEY_TOKEN=made["token"]))
+    one_clear_line(revoked, "unknown or was revoked", "securekey tokens:create -a run-err")
+
+
+def test_run_exports_the_env_file_path(cli: Cli, http: httpx.Client, tmp_path: Path) -> None:
+    """With --env-file the command finds the file's absolute path in SECUREKEY_ENV_FILE."""
+    import sys
+
+    make_app(http, "run-env", "securekey:weekly")
+    token = http.post("/apps/run-env/tokens", json={}).json()["token"]
+    env_file = tmp_path / "app.env"
+    code = "import os; print(os.environ['SECUREKEY_ENV_FILE'])"
+    done = cli(
+        "run", "-a", "run-env", "--env-file", str(env_file), "--",
+        sys.executable, "-c", code,
+        env=cli.env(SECUREKEY_TOKEN=token),
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    assert done.out.strip() == str(env_file.resolve())
+    assert "SECURE_KEY=" in env_file.read_text()

@@ -226,9 +226,9 @@ def test_a_missing_command_is_status_127(live: Served, fake: FakeSecureKeyServer
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["-a", "x", "--url", "u", "--token", "t"], "no command given"),
-        (["-a", "x", "--token", "t", "--", "cmd"], "no server URL"),
-        (["-a", "x", "--url", "u", "--", "cmd"], "no token"),
+        (["-a", "x", "--url", "u", "--token", "t"], "No command given"),
+        (["-a", "x", "--token", "t", "--", "cmd"], "No server URL"),
+        (["-a", "x", "--url", "u", "--", "cmd"], "No token"),
         (["-a", "x", "--url", "u", "--token", "t", "--no-restart", "--", "c"], "needs --env-file"),
         (["-a", "x", "--url", "u", "--token", "t", "--grace", "-1", "--", "c"], "negative"),
         (["-a", "x", "--url", "u", "--token", "t", "cmd", "--", "more"], "after --"),

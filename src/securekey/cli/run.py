@@ -16,10 +16,46 @@ from securekey.cli.errors import CliError
 __all__ = ["register"]
 
 
-def run(ctx: typer.Context) -> None:
-    """Run a command with an app's config vars.
+_ABOUT = """Run a command with an app's config vars; restart it on every release.
 
-    The command is restarted when they change (see `securekey run --help`).
+  The command gets the app's config vars (SECURE_KEY=LATEST,PREVIOUS, …) in its
+  environment. On each new release it is restarted (SIGTERM, --grace seconds, then
+  SIGKILL), or with --no-restart it keeps running and --env-file is rewritten (the
+  command finds that file's path in SECUREKEY_ENV_FILE). Uses an app token from
+  SECUREKEY_TOKEN or --token, and SECUREKEY_URL or --url, not the saved login.
+
+  Example:
+    $ SECUREKEY_TOKEN=ska_… securekey run -a service-2 -- gunicorn app:app
+    $ securekey run -a service-2 --no-restart --env-file .env -- python worker.py"""
+
+
+def run_help(module: Any) -> str:
+    """``run``'s help in the layout of every other command, from the supervisor's options."""
+    rows: list[tuple[str, str]] = []
+    for action in module._parser()._actions:
+        if not action.option_strings:
+            continue
+        takes = action.nargs != 0
+        metavar = action.metavar or (action.dest.upper() if takes else "")
+        names = ", ".join(action.option_strings) + (f" {metavar}" if metavar else "")
+        text = "Show this message and exit." if "--help" in action.option_strings else action.help
+        text = str(text or "")
+        rows.append((names, text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")))
+    rows.sort(key=lambda row: row[0].startswith("-h"))  # help last, as everywhere else
+    width = max(len(n) for n, _ in rows) + 2
+    lines = [f"  {n.ljust(width)}{t}" for n, t in rows]
+    return (
+        "Usage: securekey run [OPTIONS] -- COMMAND [ARGS]...\n\n  "
+        + _ABOUT
+        + "\n\nOptions:\n"
+        + "\n".join(lines)
+    )
+
+
+def run(ctx: typer.Context) -> None:
+    """Run a command with an app's config vars; restart it on every release.
+
+    See `securekey run --help` for its options.
 
     \b
     Example:
@@ -27,6 +63,7 @@ def run(ctx: typer.Context) -> None:
     """
     cli = use(ctx)
     argv = cli.argv[cli.argv.index("run") + 1 :] if "run" in cli.argv else list(ctx.args)
+    options = argv[: argv.index("--")] if "--" in argv else argv
     try:
         module: Any = importlib.import_module("securekey.client._run")
     except ModuleNotFoundError as exc:
@@ -39,6 +76,9 @@ def run(ctx: typer.Context) -> None:
             "`securekey run` is not available in this installation (securekey.client._run "
             "is missing). Use the SDK, or upgrade securekey."
         ) from None
+    if any(a in ("-h", "--help") for a in options):
+        cli.out.raw(run_help(module))
+        raise typer.Exit(0)
     code = module.run_main(argv)
     raise typer.Exit(int(code or 0))
 

@@ -24,8 +24,14 @@ from typing import Any, TextIO
 
 from securekey.client._api import ConfigSnapshot
 from securekey.client._envfile import write_env_file
+from securekey.client._errors import ServerUnavailableError
 from securekey.client._watch import ConfigWatcher, _LoopThread, _stop_watching
-from securekey.exceptions import SecureKeyError
+from securekey.exceptions import (
+    AuthenticationError,
+    ForbiddenError,
+    NotFoundError,
+    SecureKeyError,
+)
 
 __all__ = ["run_main"]
 
@@ -37,8 +43,16 @@ STDIN = "-"
 TOKEN_VAR = "SECUREKEY_TOKEN"  # noqa: S105 - the variable's name, not a token
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line in the CLI's style, with the next step."""
+
+    def error(self, message: str) -> Any:  # argparse's hook; never returns
+        _fail(f"{message[:1].upper()}{message[1:]}. See `securekey run --help`.", sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description=(
             "Run CMD with APP's config vars in its environment. On every new release, restart "
@@ -99,6 +113,30 @@ def _parser() -> argparse.ArgumentParser:
 
 def _say(message: str, out: TextIO) -> None:
     print(f"{PROG}: {message}", file=out, flush=True)
+
+
+def _fail(message: str, out: TextIO) -> None:
+    """An error as every securekey command prints one: one line, what is wrong and what to do."""
+    print(f" \u25b8    {message}", file=out, flush=True)
+
+
+def _hint(exc: SecureKeyError, app: str, token_source: str) -> str:
+    """The SDK's error for a failed first fetch, with the step that fixes it."""
+    if isinstance(exc, AuthenticationError):
+        return (
+            f"{exc.message} The app token from {token_source} is unknown or was revoked: mint "
+            f"one with `securekey tokens:create -a {app}` and pass it as SECUREKEY_TOKEN."
+        )
+    if isinstance(exc, ForbiddenError):
+        return f"{exc.message} Use a token of {app}: `securekey tokens:create -a {app}` makes one."
+    if isinstance(exc, NotFoundError):
+        return f"{exc.message} List apps with `securekey apps` (operator token)."
+    if isinstance(exc, ServerUnavailableError):
+        return (
+            f"{exc.message} Start it with `securekey server`, or point SECUREKEY_URL or --url "
+            "at the right address."
+        )
+    return exc.message
 
 
 def _status(returncode: int) -> int:
@@ -293,7 +331,7 @@ def run_main(argv: list[str], *, out: TextIO | None = None) -> int:
     if command is None:
         command = list(args.command)
     elif args.command:
-        _say("put the whole command after --", err)
+        _fail("Put the whole command after --. See `securekey run --help`.", err)
         return 2
     url = args.url or os.environ.get("SECUREKEY_URL")
     token, token_problem = _token(args)
@@ -313,7 +351,8 @@ def run_main(argv: list[str], *, out: TextIO | None = None) -> int:
         else None
     )
     if problem or not url or not token:
-        _say(problem or "bad arguments", err)
+        text = problem or "bad arguments"
+        _fail(f"{text[:1].upper()}{text[1:]}. See `securekey run --help`.", err)
         return 2
 
     client_log = logging.getLogger("securekey.client")
@@ -333,18 +372,27 @@ def run_main(argv: list[str], *, out: TextIO | None = None) -> int:
     try:
         snapshot = thread.submit(watcher.fetch()).result(30)
     except SecureKeyError as exc:
-        _say(exc.message, err)
+        _fail(_hint(exc, args.app, "--token" if args.token else "SECUREKEY_TOKEN"), err)
         _stop_quietly(thread, watcher)
         return 1
     except TimeoutError:
-        _say("the securekey server did not answer within 30 s", err)
+        _fail(
+            "The securekey server did not answer within 30 s. Check it is healthy "
+            "(`securekey doctor`), then try again.",
+            err,
+        )
         _stop_quietly(thread, watcher)
         return 1
 
     supervisor = _Supervisor(
         command,
         snapshot,
-        base_env=os.environ,
+        # The command finds the file it should re-read (KeyRing.from_env_file) here.
+        base_env=(
+            {**os.environ, "SECUREKEY_ENV_FILE": os.path.abspath(args.env_file)}
+            if args.env_file
+            else os.environ
+        ),
         grace=args.grace,
         splay=args.splay,
         restart=not args.no_restart,
