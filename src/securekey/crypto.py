@@ -290,9 +290,23 @@ class Cipher:
         """A keyed 16-hex-digit fingerprint: names a config snapshot without revealing it."""
         return hmac.new(self._fp_key, data, hashlib.sha256).hexdigest()[:16]
 
+    def initial_token_key(self) -> bytes:
+        """The token-digest key a new database starts with (derived from its first master key).
+
+        The store keeps it, encrypted, in ``server_secrets`` and hands it back through
+        ``use_token_key`` on every start, so it survives master-key rotations.
+        """
+        return self._master.derive(b"token-digest-v1")
+
+    def use_token_key(self, key: bytes) -> None:
+        """Make token digests under ``key`` (the one the database holds)."""
+        if len(key) != 32:
+            raise IntegrityError("The stored token-digest key is not 32 bytes.")
+        self._token_key = key
+
     def token_digest(self, sha256_hex: str) -> str:
-        """The stored form of a token: HMAC-SHA256, under a key derived from the master key,
-        of the token's SHA-256 (hex in, hex out).
+        """The stored form of a token: HMAC-SHA256, under the database's token-digest key
+        (kept encrypted under the master key), of the token's SHA-256 (hex in, hex out).
 
         Keyed, so a dumped database without the master key does not let a weak token be
         guessed offline; over the SHA-256 rather than the token itself, so digests stored

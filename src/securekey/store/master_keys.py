@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from securekey.crypto import Cipher, MasterKey
 from securekey.exceptions import ConfigurationError, IntegrityError
 from securekey.store import tables as t
-from securekey.store.sql import _hook_aad, _key_aad, _var_aad
+from securekey.store.sql import _hook_aad, _key_aad, _secret_aad, _var_aad
 
 __all__ = [
     "ACTIVE",
@@ -75,6 +75,7 @@ ENCRYPTED: tuple[EncryptedColumn, ...] = (
     EncryptedColumn(
         t.webhooks, ("id",), "authorization_enc", lambda r: _hook_aad(r.id, "authorization")
     ),
+    EncryptedColumn(t.server_secrets, ("name",), "value_enc", lambda r: _secret_aad(r.name)),
 )
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -79,6 +79,7 @@ class SqlStore:
         self._keys_checked = time.monotonic()
         if migrate:
             upgrade(engine)
+        self._load_token_key()
         self._key_legacy_token_digests()
 
     @classmethod
@@ -141,6 +142,40 @@ class SqlStore:
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+
+    def _load_token_key(self) -> None:
+        """Digest tokens under the key this database holds, creating it on first open.
+
+        It is kept apart from the master key (encrypted under it, re-encrypted by a master-key
+        rotation), so tokens stay valid when the master key changes.
+        """
+        if not sa.inspect(self.engine).has_table(t.server_secrets.name):
+            return  # opened without migrations on an old schema: nothing stored to digest yet
+        secrets = t.server_secrets
+        aad = _secret_aad(TOKEN_DIGEST_SECRET)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(secrets.c.value_enc).where(secrets.c.name == TOKEN_DIGEST_SECRET)
+            ).first()
+            if row is None:
+                key = self.cipher.initial_token_key()
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            secrets.insert().values(
+                                name=TOKEN_DIGEST_SECRET,
+                                value_enc=self.cipher.encrypt(key, aad),
+                                created_at=datetime.now(UTC),
+                            )
+                        )
+                except DBIntegrityError:
+                    # Another replica created it first: use theirs.
+                    row = conn.execute(
+                        sa.select(secrets.c.value_enc).where(secrets.c.name == TOKEN_DIGEST_SECRET)
+                    ).one()
+            if row is not None:
+                key = self.cipher.decrypt(row.value_enc, aad)
+        self.cipher.use_token_key(key)
 
     def _key_legacy_token_digests(self) -> None:
         """Turn plain SHA-256 token digests (before migration 0004) into keyed ones, in place.
@@ -929,6 +964,14 @@ def _var_aad(app_id: str, name: str) -> bytes:
 
 def _key_aad(addon_id: str, version: int) -> bytes:
     return f"key:{addon_id}:{version}".encode()
+
+
+#: The ``server_secrets`` row holding the key token digests are made under.
+TOKEN_DIGEST_SECRET = "token-digest"  # noqa: S105 (a row name, not a secret)
+
+
+def _secret_aad(name: str) -> bytes:
+    return b"server-secret:" + name.encode()
 
 
 def _hook_aad(webhook_id: str, part: str = "secret") -> bytes:

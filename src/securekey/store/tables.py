@@ -35,6 +35,7 @@ __all__ = [
     "master_keys",
     "metadata",
     "releases",
+    "server_secrets",
     "tokens",
     "webhook_deliveries",
     "webhooks",
@@ -226,4 +227,16 @@ master_keys = Table(
     Column("wrapped_enc", LargeBinary, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("retired_at", UTCDateTime, nullable=True),
+)
+
+# Secrets of the server itself, encrypted under the master key like every other secret and
+# re-encrypted with them on a master-key rotation. ``token-digest`` is the key token digests
+# are made under: it must outlive any one master key, or rotating the master key would make
+# every stored token digest unreachable.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value_enc", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
