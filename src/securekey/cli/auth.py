@@ -66,10 +66,8 @@ def login(
         raise CliError("Pass --token or --token-file, not both.")
     if token_file is not None:
         token = _read_token_file(token_file)
-    elif token == STDIN:
-        token = out.ask("") or ""
-    elif token is None:
-        if out.stdin_is_terminal():
+    elif token is None or token == STDIN:
+        if out.stdin_is_terminal():  # typed: not echoed
             token = getpass.getpass("Operator token: ")
         else:
             token = out.ask("") or ""

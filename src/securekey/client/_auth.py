@@ -6,7 +6,7 @@ refreshes itself from the securekey server in the background with this service's
 (single-flight); a LATEST handed over by a server in ``handover="key"`` mode is adopted. On a
 401 the ring is refreshed once and, if that gives a different key, the request is sent again;
 so it is, after the wait the server names, when the server could not refresh yet
-(``Securekey-Retry-After``), up to ``MAX_RESENDS`` times and ``MAX_RETRY_WAIT`` seconds.
+(``Securekey-Retry-After``), up to ``MAX_RESENDS`` times and ``MAX_RETRY_WAIT`` seconds in all.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ log = logging.getLogger("securekey.client")
 
 #: At most this many resends of one request after 401s.
 MAX_RESENDS = 3
-#: A server's Securekey-Retry-After longer than this is not waited for.
+#: At most this many seconds of Securekey-Retry-After waits for one request, all resends together.
 MAX_RETRY_WAIT = 5.0
 
 
@@ -179,10 +179,12 @@ class SecureKeyAuth(httpx.Auth):
         used = self._apply(request)
         response = yield request
         self._presenter.observe(response.headers, used)
+        budget = MAX_RETRY_WAIT
         for _ in range(MAX_RESENDS if self.retry else 0):
             wait = self._presenter.resend_after(response.status_code, response.headers, used)
-            if wait is None:
+            if wait is None or wait > budget:
                 return
+            budget -= wait
             if wait:
                 time.sleep(wait)
             used = self._apply(request)
@@ -275,12 +277,14 @@ class SecureKeyRequestsAuth:
             if not self.retry or getattr(response.request, "_securekey_retried", False):
                 return response
             current, current_used, history = response, used, []
+            budget = MAX_RETRY_WAIT
             for _ in range(MAX_RESENDS):
                 wait = self._presenter.resend_after(
                     current.status_code, current.headers, current_used
                 )
-                if wait is None:
+                if wait is None or wait > budget:
                     break
+                budget -= wait
                 _ = current.content  # drain, so the connection can be reused
                 current.close()
                 if wait:

@@ -108,10 +108,16 @@ class _Coalescer:
             return fut
 
     def retry_after(self) -> float:
-        """Seconds until a refresh asked for now has probably finished (a hint for clients)."""
+        """Seconds until a refresh asked for now has probably finished (a hint for clients).
+
+        The next refresh starts when the running one ends (estimated by the last fetch's
+        duration) and the rate limit allows; it then takes about as long again.
+        """
         with self._lock:
-            slot = max(0.0, self._last_start + self._interval - self._monotonic())
-            return min(self._timeout, slot + 2 * self._last_duration + 0.05)
+            now, took = self._monotonic(), self._last_duration
+            running = 0.0 if self._running.done() else self._last_start + took - now
+            slot = self._last_start + self._interval - now
+            return min(self._timeout, max(0.0, running, slot) + took + 0.05)
 
     def _delay(self) -> float:
         with self._lock:
