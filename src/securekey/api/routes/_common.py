@@ -32,7 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "Concurrent change; retry"},
     413: {"model": ErrorOut, "description": "Body over 64 KiB"},
     422: {"model": ErrorOut, "description": "Invalid or refused"},
-    429: {"model": ErrorOut, "description": "Too many failed authentications"},
+    429: {"model": ErrorOut, "description": "Too many failed authentications or open streams"},
 }
 
 
