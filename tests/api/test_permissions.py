@@ -174,16 +174,15 @@ def _build_world(api: Api) -> World:
 def world(tmp_path_factory: pytest.TempPathFactory, template_dir: Path) -> Iterator[World]:
     """One world for every request that must not change anything."""
     data = tmp_path_factory.mktemp("matrix") / "data"
-    # The webhook sender polls once at start-up and then not again during the module, so
-    # the queued delivery stays as it is and state dumps compare equal.
-    with running_api(data, template_dir, webhook_interval=3600) as api:
+    # No webhook sender: the queued delivery stays as it is and state dumps compare equal.
+    with running_api(data, template_dir, webhook_concurrency=0) as api:
         yield _build_world(api)
 
 
 @pytest.fixture
 def fresh_world(tmp_path: Path, template_dir: Path) -> Iterator[World]:
     """A world of its own, for requests that succeed in changing things."""
-    with running_api(tmp_path / "data", template_dir, webhook_interval=3600) as api:
+    with running_api(tmp_path / "data", template_dir, webhook_concurrency=0) as api:
         yield _build_world(api)
 
 

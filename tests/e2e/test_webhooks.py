@@ -329,6 +329,8 @@ class SlowReceiver:
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.opened: list[float] = []
         self.closed: list[float] = []
+        #: Seconds each finished connection stayed open, in the order they ended.
+        self.durations: list[float] = []
         self.most_open = 0
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -357,6 +359,7 @@ class SlowReceiver:
             thread.start()
 
     def _trickle(self, conn: socket.socket) -> None:
+        began = time.monotonic()
         answer = iter(b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000)
         with conn:
             conn.settimeout(5)
@@ -377,6 +380,7 @@ class SlowReceiver:
             finally:
                 with self.lock:
                     self.closed.append(time.monotonic())
+                    self.durations.append(self.closed[-1] - began)
 
     def close(self) -> None:
         self.stop.set()
@@ -418,9 +422,10 @@ def test_issue8_point6_a_slow_receiver_does_not_hold_up_other_deliveries(
 
             # Each slow attempt ends at the deadline in total, though no read ever waited long.
             wait_until(lambda: len(slow.closed) >= 3, "the slow attempts to end", deadline * 3)
-            durations = sorted(c - o for o, c in zip(slow.opened, slow.closed, strict=False))
+            durations = slow.durations[:3]
             print(f"slow attempts lasted {[round(d, 1) for d in durations]} s")
-            assert all(deadline - 1 <= d <= deadline + 4 for d in durations[:3]), durations
+            # The deadline also covers connecting, which a loaded machine can make slow.
+            assert all(deadline / 2 <= d <= deadline + 4 for d in durations), durations
             assert slow.most_open <= 3, "two attempts at once to one webhook"
             timed_out = wait_until(
                 lambda: [
