@@ -269,3 +269,53 @@ def test_run_blocks_run(world: World, tmp_path: Path) -> None:
         assert done.returncode == 0, (line, done.stderr)
         if "--env-file" in head:
             assert re.fullmatch(r"LATEST [0-9a-f]{12}\n", done.stdout), done.stdout
+
+
+def _doc_commands() -> dict[str, set[str]]:
+    """Each ``$ securekey CMD …`` of docs/cli.md and README: the command and its flags."""
+    found: dict[str, set[str]] = {}
+    for name in ("docs/cli.md", "README.md"):
+        for line in (ROOT / name).read_text().splitlines():
+            said = re.match(r"^\$ (?:[A-Z_]+=\S+ )*(securekey .*)$", line)
+            if said is None:
+                continue
+            words = said.group(1).split("#", 1)[0].split("|", 1)[0].split()
+            words = words[: words.index("--")] if "--" in words else words
+            command = words[1] if len(words) > 1 and not words[1].startswith("-") else ""
+            if not command or not re.fullmatch(r"[a-z]+(:[a-z]+)?", command):
+                command = ""  # root flags only: securekey --version
+            flags = {
+                w.split("=")[0] for w in words[1:] if re.fullmatch(r"--?[a-z][a-z-]*(=.*)?", w)
+            }
+            found.setdefault(command, set()).update(flags)
+    return found
+
+
+def test_documented_commands_and_flags_exist() -> None:
+    """Every command and flag a ``$ securekey …`` line of docs/cli.md or README uses exists."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = _doc_commands()
+    assert {"apps:create", "addons:create", "config", "audit", "doctor", "run"} <= set(wanted)
+
+    def helps(command: str) -> str:
+        args = [command, "--help"] if command else ["--help"]
+        done = subprocess.run(
+            [sys.executable, "-m", "securekey", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        return done.stdout
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        texts = dict(zip(wanted, pool.map(helps, wanted), strict=True))
+    missing = [
+        f"securekey {command} {flag}"
+        for command, flags in wanted.items()
+        for flag in sorted(flags)
+        if not re.search(rf"(^|[\s,]){re.escape(flag)}([\s,=]|$)", texts[command], re.M)
+    ]
+    assert not missing, missing
