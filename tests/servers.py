@@ -95,7 +95,8 @@ def running_server(
         )
     server = Server(f"http://127.0.0.1:{port}", token, data_dir, proc, log_path)
     try:
-        deadline = time.monotonic() + 30
+        # Generous: on a loaded machine importing the server stack alone can take 30 s.
+        deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{server.log()}")
