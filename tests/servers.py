@@ -109,8 +109,8 @@ def running_server(
     server = Server(f"{scheme}://127.0.0.1:{port}", token, data_dir, proc, log_path, ca)
     verify = ssl.create_default_context(cafile=ca) if ca else True
     try:
-        # Generous: a loaded CI machine may take a while to import and migrate.
-        deadline = time.monotonic() + 90
+        # Generous: on a loaded machine importing the server stack alone can take 30 s.
+        deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{server.log()}")

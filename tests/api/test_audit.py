@@ -104,3 +104,19 @@ def test_status_reports_database_scheduler_and_next_rotation(api: Api, seed: See
     assert body["next_rotation"]["addon"] == seed.addon["name"]
     assert body["next_rotation"]["overdue"] is False
     assert body["webhooks"] == {"failing": []}
+
+
+def test_audit_events_refuse_bad_filters_and_change_nothing(api: Api, seed: Seed) -> None:
+    """NUL bytes, out-of-range times and app tokens are refused with 4xx, never a 500."""
+    for query in (
+        "?action=a%00b",
+        "?app=service-1%00",
+        "?since=0001-01-01T00:00:00%2B14:00",
+        "?until=9999-12-31T23:59:59-14:00",
+        "?since=2026-13-01",
+    ):
+        answer = api.client.get(f"/audit-events{query}")
+        assert answer.status_code == 422, (query, answer.text)
+    token = api.app_token("service-2")
+    denied = api.client.get("/audit-events", headers={"Authorization": f"Bearer {token}"})
+    assert denied.status_code == 403

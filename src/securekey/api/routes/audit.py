@@ -33,14 +33,21 @@ def _instant(name: str, value: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ApiError(
             422,
             "invalid_params",
             f"Invalid {name}: give an ISO 8601 time such as 2026-11-29T10:00:00Z.",
             field=name,
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _text(name: str, value: str | None) -> str | None:
+    """A filter value; NUL bytes (which no stored name holds) are refused, not sent to SQL."""
+    if value is not None and "\x00" in value:
+        raise ApiError(422, "invalid_params", f"Invalid {name}: must not contain NUL bytes.")
+    return value
 
 
 def _seq(text: str | None) -> int | None:
@@ -78,13 +85,13 @@ def audit_events(
     after = None if low is None else (low if spec.start_exclusive else low - 1)
     before = None if high is None else (high if spec.end_exclusive else high + 1)
     found = ctx_of(request).service.audit_events(
-        action=action,
-        actor=actor,
-        target=target,
-        target_type=target_type,
-        app=app,
-        since=_instant("since", since),
-        until=_instant("until", until),
+        action=_text("action", action),
+        actor=_text("actor", actor),
+        target=_text("target", target),
+        target_type=_text("target_type", target_type),
+        app=_text("app", app),
+        since=_instant("since", _text("since", since)),
+        until=_instant("until", _text("until", until)),
         after_seq=after,
         before_seq=before,
         newest_first=spec.order == "desc",
