@@ -48,6 +48,8 @@ def _announce_token(token: str, host: str, port: int) -> None:
     )
 
 
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
 #: Seconds in-flight requests get to finish when the server is asked to stop.
 _GRACE = 10
 
@@ -126,6 +128,12 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Run the server until interrupted (reads ``SECUREKEY_*`` from the environment)."""
+    if log_level.lower() not in _LOG_LEVELS:
+        raise ConfigurationError(
+            f"--log-level {log_level!r} is not one of {', '.join(_LOG_LEVELS)}."
+        )
+    if not 0 < scheduler_interval <= 3600:
+        raise ConfigurationError("--scheduler-interval must be above 0 and at most 3600 seconds.")
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

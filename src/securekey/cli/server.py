@@ -10,7 +10,7 @@ import typer
 from securekey import __version__
 from securekey.cli.context import use
 from securekey.cli.errors import CliError
-from securekey.exceptions import ConfigurationError
+from securekey.exceptions import ConfigurationError, ValidationError
 
 __all__ = ["register"]
 
@@ -58,8 +58,8 @@ def server(
             scheduler_interval=scheduler_interval,
             log_level=log_level,
         )
-    except ConfigurationError as exc:
-        # An operator's mistake, not a bug: one line saying what to do, no traceback.
+    except (ConfigurationError, ValidationError) as exc:
+        # An operator's mistake (settings, environment), not a bug: one line, no traceback.
         raise CliError(exc.message) from None
 
 
