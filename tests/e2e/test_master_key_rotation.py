@@ -201,3 +201,34 @@ def test_master_key_rotation_on_postgres_with_two_replicas(
             assert pairs(http) == expected
     finally:
         drop_pg_database(pg_server, db_url)
+
+
+def test_a_rotation_stopped_before_replacing_master_key_is_finished_by_a_rerun(
+    tmp_path: Path,
+) -> None:
+    """A run that died after retiring the old key, before swapping master.key: a rerun ends it."""
+    from securekey.config import Settings
+    from securekey.runtime import open_runtime
+
+    data = tmp_path / "data"
+    runtime = open_runtime(Settings(data_dir=data))
+    runtime.service.create_app("service-1")
+    runtime.service.create_addon("service-1", "securekey:daily")
+    runtime.close()
+    old = MasterKey.from_file(data / "master.key")
+    done = cli("master-key", "rotate", "--data-dir", data)
+    assert done.returncode == 0, done.stderr
+    new = MasterKey.from_file(data / "master.key")
+    assert new.key_id != old.key_id
+    # The state a crash between the final commit and the key-file swap leaves behind.
+    (data / "master.key.new").write_text(new.to_base64() + "\n")
+    (data / "master.key").write_text(old.to_base64() + "\n")
+    again = cli("master-key", "rotate", "--data-dir", data)
+    assert again.returncode == 0, again.stderr
+    assert "already under master key" in again.stderr
+    assert MasterKey.from_file(data / "master.key").key_id == new.key_id
+    assert not (data / "master.key.new").exists()
+    status = cli("master-key", "status", "--data-dir", data)
+    assert status.returncode == 0, status.stderr
+    assert f"{new.key_id}  active" in status.stdout
+    assert f"{old.key_id}  retired  0 values" in status.stdout
