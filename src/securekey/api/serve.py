@@ -91,19 +91,13 @@ def _env_seconds(name: str, default: float) -> float:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port``; a taken port is a ``ConfigurationError``."""
-    try:
-        family, kind, proto, _name, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise ConfigurationError(
-            f"Cannot listen on {host}: {exc.strerror}. Give --host an address of this machine."
-        ) from None
-    sock = socket.socket(family, kind, proto)
+    """A listening TCP socket on ``host:port`` (as uvicorn binds); a taken port is a
+    ``ConfigurationError`` instead of uvicorn's log line and exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
+        sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
