@@ -17,6 +17,8 @@ from securekey.exceptions import IntegrityError
 from securekey.store import make_engine, sqlite_url
 from securekey.store import tables as t
 from securekey.store.master_keys import ENCRYPTED, census
+from tests import pg
+from tests.conftest import drop_pg_database, new_pg_database
 from tests.e2e._ops import add_webhook, cli, pairs, populate
 from tests.e2e.test_startup import assert_one_clear_line, start_failing
 from tests.servers import running_server
@@ -149,3 +151,84 @@ def test_rotation_refuses_without_the_current_key(tmp_path: Path) -> None:
         assert census(engine) == before
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_master_key_rotation_on_postgres_with_two_replicas(
+    tmp_path: Path, pg_server: pg.PgServer
+) -> None:
+    """Two replicas holding only the old key keep serving through a rotation, then the new key."""
+    db_url = new_pg_database(pg_server)
+    old, new = MasterKey.generate(), MasterKey.generate()
+    try:
+        with (
+            running_server(tmp_path / "a", database_url=db_url, master_key=old.to_base64()) as a,
+            running_server(
+                tmp_path / "b", database_url=db_url, master_key=old.to_base64(), token=a.token
+            ) as b,
+            a.client() as http_a,
+            b.client() as http_b,
+        ):
+            made = populate(http_a)
+            add_webhook(db_url, Cipher(old), "service-1")
+            before = pairs(http_b)
+            env = {"SECUREKEY_MASTER_KEY": old.to_base64(),
+                   "SECUREKEY_NEW_MASTER_KEY": new.to_base64()}  # fmt: skip
+            first = cli("master-key", "rotate", "--database-url", db_url, "--batch-size", "1",
+                        "--max-batches", "3", env=env)  # fmt: skip
+            assert first.returncode == 0, first.stderr
+            assert pairs(http_a) == before
+            assert pairs(http_b) == before
+            # A change through replica B mid-rotation is written under the new key.
+            assert http_b.post(f"/addons/{made.addons[1]}/actions/rotate", json={}).is_success
+            expected = pairs(http_a)
+            second = cli("master-key", "rotate", "--database-url", db_url, env=env)
+            assert second.returncode == 0, second.stderr
+            assert "Done" in second.stderr
+            assert pairs(http_a) == expected
+            assert pairs(http_b) == expected
+            engine = make_engine(db_url)
+            try:
+                assert set(census(engine)) == {new.key_id}
+            finally:
+                engine.dispose()
+        code, stderr = start_failing(["--database-url", db_url], _env_with_key(old))
+        assert_one_clear_line(code, stderr, "retired", new.key_id)
+        with (
+            running_server(tmp_path / "c", database_url=db_url, master_key=new.to_base64()) as c,
+            c.client() as http,
+        ):
+            assert pairs(http) == expected
+    finally:
+        drop_pg_database(pg_server, db_url)
+
+
+def test_a_rotation_stopped_before_replacing_master_key_is_finished_by_a_rerun(
+    tmp_path: Path,
+) -> None:
+    """A run that died after retiring the old key, before swapping master.key: a rerun ends it."""
+    from securekey.config import Settings
+    from securekey.runtime import open_runtime
+
+    data = tmp_path / "data"
+    runtime = open_runtime(Settings(data_dir=data))
+    runtime.service.create_app("service-1")
+    runtime.service.create_addon("service-1", "securekey:daily")
+    runtime.close()
+    old = MasterKey.from_file(data / "master.key")
+    done = cli("master-key", "rotate", "--data-dir", data)
+    assert done.returncode == 0, done.stderr
+    new = MasterKey.from_file(data / "master.key")
+    assert new.key_id != old.key_id
+    # The state a crash between the final commit and the key-file swap leaves behind.
+    (data / "master.key.new").write_text(new.to_base64() + "\n")
+    (data / "master.key").write_text(old.to_base64() + "\n")
+    again = cli("master-key", "rotate", "--data-dir", data)
+    assert again.returncode == 0, again.stderr
+    assert "already under master key" in again.stderr
+    assert MasterKey.from_file(data / "master.key").key_id == new.key_id
+    assert not (data / "master.key.new").exists()
+    status = cli("master-key", "status", "--data-dir", data)
+    assert status.returncode == 0, status.stderr
+    assert f"{new.key_id}  active" in status.stdout
+    assert f"{old.key_id}  retired  0 values" in status.stdout

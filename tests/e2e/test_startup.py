@@ -47,7 +47,7 @@ def assert_one_clear_line(code: int, stderr: str, *expected: str) -> None:
     print(f"exit {code}: {stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
     assert code != 0
     assert "Traceback" not in stderr
-    assert "bug" not in stderr.lower()
+    assert "is a bug" not in stderr.lower()
     errors = [line for line in stderr.splitlines() if line.startswith(" ▸")]
     assert len(errors) == 1, stderr
     for text in expected:
@@ -201,6 +201,14 @@ def _missing_key_file_var(tmp: Path, _r: pytest.FixtureRequest) -> tuple[list[st
     )
 
 
+def _short_token(tmp: Path, _r: pytest.FixtureRequest) -> tuple[list[str], dict[str, str]]:
+    return ["--data-dir", str(tmp / "data")], _env({"SECUREKEY_OPERATOR_TOKEN": "short"})
+
+
+def _bad_log_level(tmp: Path, _r: pytest.FixtureRequest) -> tuple[list[str], dict[str, str]]:
+    return ["--data-dir", str(tmp / "data"), "--log-level", "loud"], _env()
+
+
 _KEY = MasterKey.generate()
 
 CASES = [
@@ -214,6 +222,8 @@ CASES = [
     Case("not-a-database", _not_a_database, ("Cannot open the SQLite database", "--data-dir")),
     Case("bad-master-key-text", _bad_key_text, ("not valid base64", "openssl rand")),
     Case("key-file-unreadable", _missing_key_file_var, ("Cannot read the master key file",)),
+    Case("operator-token-too-short", _short_token, ("SECUREKEY_OPERATOR_TOKEN must be",)),
+    Case("bad-log-level", _bad_log_level, ("--log-level", "is not one of")),
 ]
 
 

@@ -130,3 +130,39 @@ def test_settings_repr_hides_the_master_key() -> None:
     assert given not in repr(settings)
     assert given not in str(settings)
     assert repr(Cipher(settings.master_key())) == "Cipher(<redacted>)"
+
+
+def test_find_master_key_never_creates_a_key_file(tmp_path: Path) -> None:
+    """``find_master_key`` reports a missing embedded key file as None and writes nothing."""
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.find_master_key() is None
+    assert not (tmp_path / "data" / KEY_FILE).exists()
+    made = settings.master_key()
+    found = settings.find_master_key()
+    assert found is not None
+    assert found.key_id == made.key_id
+
+
+def test_old_master_keys_come_from_the_variable_and_the_file(tmp_path: Path) -> None:
+    """SECUREKEY_OLD_MASTER_KEY and SECUREKEY_OLD_MASTER_KEY_FILE both name decrypt-only keys."""
+    one, two = MasterKey.generate(), MasterKey.generate()
+    (tmp_path / "old.key").write_text(two.to_base64())
+    settings = Settings.from_env(
+        {
+            "SECUREKEY_OLD_MASTER_KEY": one.to_base64(),
+            "SECUREKEY_OLD_MASTER_KEY_FILE": str(tmp_path / "old.key"),
+        }
+    )
+    assert [k.key_id for k in settings.old_master_keys()] == [one.key_id, two.key_id]
+    assert one.to_base64() not in repr(settings)
+    with pytest.raises(ConfigurationError):
+        Settings(old_master_key_b64="nope").old_master_keys()
+
+
+def test_data_directory_and_database_file_are_created_private(tmp_path: Path) -> None:
+    """The embedded default creates its directory 0700 and the database file 0600."""
+    settings = Settings(data_dir=tmp_path / "new" / "data")
+    settings.database()
+    assert stat.S_IMODE((tmp_path / "new" / "data").stat().st_mode) == 0o700
+    db = tmp_path / "new" / "data" / "securekey.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600

@@ -77,6 +77,8 @@ def _announce_login(host: str, port: int, scheme: str = "http") -> None:
     )
 
 
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
 #: Seconds in-flight requests get to finish when the server is asked to stop.
 _GRACE = 10
 
@@ -153,19 +155,13 @@ def check_tls(cert: Path | None, key: Path | None) -> None:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port``; a taken port is a ``ConfigurationError``."""
-    try:
-        family, kind, proto, _name, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise ConfigurationError(
-            f"Cannot listen on {host}: {exc.strerror}. Give --host an address of this machine."
-        ) from None
-    sock = socket.socket(family, kind, proto)
+    """A listening TCP socket on ``host:port`` (as uvicorn binds); a taken port is a
+    ``ConfigurationError`` instead of uvicorn's log line and exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
+        sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -201,6 +197,12 @@ def serve(
     With ``tls_cert`` and ``tls_key`` it serves HTTPS only. ``allow_private_webhooks`` lets
     webhooks target loopback, link-local and private addresses (on-premise receivers).
     """
+    if log_level.lower() not in _LOG_LEVELS:
+        raise ConfigurationError(
+            f"--log-level {log_level!r} is not one of {', '.join(_LOG_LEVELS)}."
+        )
+    if not 0 < scheduler_interval <= 3600:
+        raise ConfigurationError("--scheduler-interval must be above 0 and at most 3600 seconds.")
     check_tls(tls_cert, tls_key)
     log_config = logging_config(log_level, log_format)
     logging.config.dictConfig(log_config)

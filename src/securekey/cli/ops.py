@@ -236,6 +236,18 @@ def _new_key(cli: Cli, settings: Settings, new_key_file: Path | None) -> MasterK
     return key
 
 
+def _install_default_key(settings: Settings, new: MasterKey) -> Path | None:
+    """With the embedded default, put ``new`` in master.key (atomically); the file, if any."""
+    from securekey.crypto import write_private_file
+
+    default = settings.default_key_file
+    if default is None:
+        return None
+    write_private_file(default, (new.to_base64() + "\n").encode())
+    default.with_name(NEW_KEY_FILE).unlink(missing_ok=True)
+    return default
+
+
 @master_key_app.command("rotate")
 def rotate(
     ctx: typer.Context,
@@ -272,7 +284,7 @@ def rotate(
       $ securekey master-key rotate --new-key-file new.key --database-url postgresql://…
     """
     _server_parts()
-    from securekey.crypto import Cipher, write_private_file
+    from securekey.crypto import Cipher
     from securekey.store.master_keys import (
         ACTIVE,
         NEXT,
@@ -304,6 +316,8 @@ def rotate(
                     )
                 pending = next((r for r in records.values() if r.state == NEXT), None)
                 if active.key_id == new.key_id and pending is None:
+                    # Also the resumption of a run that stopped right after finishing.
+                    _install_default_key(settings, new)
                     cli.out.tell(f"Everything is already under master key {new.key_id}.")
                     return
                 held = [k for k in cipher.previous if k.key_id == active.key_id]
@@ -350,10 +364,8 @@ def rotate(
                 "runs with only the old key. Restart it with the new key and run this again."
             )
         finish_rotation(engine, cipher)
-        default = settings.default_key_file
+        default = _install_default_key(settings, new)
         if default is not None:
-            write_private_file(default, (new.to_base64() + "\n").encode())
-            default.with_name(NEW_KEY_FILE).unlink(missing_ok=True)
             where = f"{default} now holds it"
         else:
             where = "give it to every server as SECUREKEY_MASTER_KEY and remove the old one"
