@@ -265,8 +265,9 @@ class _Supervisor:
             except queue.Empty:
                 kind, payload = "", None
             if kind == "exit" and payload[0] is self.child:
+                exited: subprocess.Popen[bytes] = payload[0]
                 last = _status(int(payload[1]))
-                delay = self.backoff(payload[0], int(payload[1]))
+                delay = self.backoff(exited, int(payload[1]))
                 if delay is None:
                     return last
                 restart_at, respawn_at = None, time.monotonic() + delay
