@@ -264,10 +264,9 @@ class _Supervisor:
                 kind, payload = self.events.get(timeout=max(0.0, min([0.5, *due])))
             except queue.Empty:
                 kind, payload = "", None
-            if kind == "exit" and payload[0] is self.child:
-                exited: subprocess.Popen[bytes] = payload[0]
+            if kind == "exit" and self.child is not None and payload[0] is self.child:
                 last = _status(int(payload[1]))
-                delay = self.backoff(exited, int(payload[1]))
+                delay = self.backoff(self.child, int(payload[1]))
                 if delay is None:
                     return last
                 restart_at, respawn_at = None, time.monotonic() + delay
