@@ -29,7 +29,7 @@ from securekey.api.metrics import Metrics
 from securekey.api.routes import extras, ops, platform
 from securekey.domain.clock import Clock
 from securekey.domain.models import TokenKind
-from securekey.exceptions import SecureKeyError
+from securekey.exceptions import SecureKeyError, UnavailableError
 from securekey.runtime import Runtime
 from securekey.scheduler import Scheduler
 from securekey.services.tokens import TokenService
@@ -204,6 +204,8 @@ async def _deliver_webhooks(ctx: ApiContext, stop: asyncio.Event, interval: floa
         while not stop.is_set():
             try:
                 sent = await _deliver_one(ctx, client)
+            except UnavailableError:
+                sent = False  # the store logs the outage once; leased deliveries are retried
             except Exception as error:
                 # Never let one bad moment (a busy database, say) end the sender for good: a
                 # leased delivery whose outcome was not recorded is tried again after its lease.
@@ -299,7 +301,7 @@ def create_api(
             dsn = runtime.store.engine.url.set(drivername="postgresql").render_as_string(
                 hide_password=False
             )
-            listener = PgReleaseListener(dsn, RELEASE_CHANNEL, sink)
+            listener = PgReleaseListener(dsn, RELEASE_CHANNEL, sink, runtime.store.health)
             listener.start()
             await run_in_threadpool(listener.connected.wait, 10.0)
         if scheduler is not None:

@@ -14,7 +14,12 @@ import time
 from collections import deque
 
 from securekey.domain.models import Principal, TokenKind
-from securekey.exceptions import AuthenticationError, ForbiddenError, RateLimitedError
+from securekey.exceptions import (
+    AuthenticationError,
+    ForbiddenError,
+    RateLimitedError,
+    UnavailableError,
+)
 from securekey.services.tokens import TokenService, hash_token
 
 __all__ = [
@@ -116,7 +121,15 @@ class Authenticator:
             found = self.cached(raw)
             if found is not None:
                 return found
-            principal = self.tokens.authenticate(raw)
+            try:
+                principal = self.tokens.authenticate(raw)
+            except UnavailableError:
+                # Nobody can revoke a token while the database is down: trust this process's
+                # last check of it until the database is back.
+                known = self._cache.get(hash_token(raw))
+                if known is None:
+                    raise
+                return known[0]
         except AuthenticationError:
             self.limiter.fail(client)
             raise

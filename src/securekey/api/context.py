@@ -13,7 +13,7 @@ from securekey.api.auth import Authenticator, require_app_reader, require_operat
 from securekey.api.live import CachedConfig, ConfigCache, ReleaseHub
 from securekey.api.metrics import Metrics
 from securekey.domain.models import Principal, TokenKind
-from securekey.exceptions import ForbiddenError, NotFoundError, ValidationError
+from securekey.exceptions import ForbiddenError, NotFoundError, UnavailableError, ValidationError
 from securekey.scheduler import Scheduler
 from securekey.services import SecureKeyService
 from securekey.services.tokens import TokenService
@@ -56,7 +56,14 @@ class ApiContext:
         hit = self.cache.lookup(ref)
         if hit is not None:
             return hit
-        return await run_in_threadpool(self._load_config, ref)
+        try:
+            return await run_in_threadpool(self._load_config, ref)
+        except UnavailableError:
+            # stale-if-error: the last config this process saw, marked so (see ``stale``).
+            known = self.cache.stale(ref)
+            if known is None:
+                raise
+            return known
 
     def _load_config(self, ref: str) -> CachedConfig:
         import time

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 
 from securekey.domain.clock import Clock, SystemClock
-from securekey.exceptions import RotationFailedError
+from securekey.exceptions import RotationFailedError, UnavailableError
 from securekey.services import Rotated, SecureKeyService
 
 __all__ = ["Scheduler", "TickResult"]
@@ -65,6 +65,8 @@ class Scheduler:
                 log.error("rotation of %s failed, left unchanged: %s", exc.addon_name, exc.reason)
                 try:
                     self.service.record_failure(exc.addon_id, exc.reason)
+                except UnavailableError:
+                    raise
                 except Exception:
                     log.exception("cannot record the failed rotation of %s", exc.addon_name)
                 continue
@@ -81,6 +83,8 @@ class Scheduler:
                 result = self.tick()
                 if result.rotated or result.failed:
                     log.info("tick: %d rotated, %d failed", len(result.rotated), len(result.failed))
+            except UnavailableError:
+                pass  # the store logs the outage once; due add-ons wait for the next tick
             except Exception:
                 log.exception("scheduler tick failed")
             self._stop.wait(self.interval)

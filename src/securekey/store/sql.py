@@ -7,7 +7,9 @@ module sees ciphertext and nothing below it sees plaintext.
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -15,8 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
-from sqlalchemy.exc import OperationalError
 
 from securekey.crypto import Cipher
 from securekey.domain.keys import Key, KeyPair
@@ -34,13 +36,15 @@ from securekey.domain.models import (
     Webhook,
 )
 from securekey.domain.rotation import RotationOutcome
-from securekey.exceptions import BusyError, IntegrityError
+from securekey.exceptions import BusyError, IntegrityError, SecureKeyError, UnavailableError
 from securekey.services.ports import ReleaseNotice
 from securekey.store import tables as t
 from securekey.store.engine import WRITE_OPTION, make_engine
 from securekey.store.migrate import upgrade
 
-__all__ = ["RELEASE_CHANNEL", "SqlRepository", "SqlStore"]
+__all__ = ["RELEASE_CHANNEL", "DatabaseHealth", "SqlRepository", "SqlStore", "is_disconnect"]
+
+log = logging.getLogger("securekey.store")
 
 #: PostgreSQL NOTIFY channel on which every committed release is announced as ``app_id:version``.
 RELEASE_CHANNEL = "securekey_release"
@@ -52,6 +56,63 @@ def _looks_like_uuid(ref: str) -> bool:
     return len(ref) == 36 and ref.count("-") == 4
 
 
+def is_disconnect(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached, rather than that a query is wrong.
+
+    SQLAlchemy wraps driver errors: connection refused, a server shut down mid-query and a
+    timed-out statement arrive as ``OperationalError``; a connection that was closed under us as
+    ``InterfaceError``; any of them may be flagged ``connection_invalidated``. SQLite's "database
+    is locked" is contention, not an outage (``BusyError``).
+    """
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, OperationalError):
+        return "database is locked" not in str(error)
+    return isinstance(error, InterfaceError)
+
+
+class DatabaseHealth:
+    """Whether the database answered last time, so an outage is logged once, not per request.
+
+    The first failure of an outage logs one warning (driver error class only: its text may name
+    hosts and users); the first success after it logs how long it lasted.
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._down_since: float | None = None
+        self._lock = threading.Lock()
+        self.outages = 0
+
+    @property
+    def down(self) -> bool:
+        """True between a failure and the next success."""
+        return self._down_since is not None
+
+    def failed(self, error: BaseException) -> None:
+        """Record a failure to reach the database (logs at the start of an outage)."""
+        with self._lock:
+            if self._down_since is not None:
+                return
+            self._down_since = time.monotonic()
+            self.outages += 1
+        log.warning(
+            "database unavailable (%s at %s): answering 503 and serving known config from "
+            "memory until it is back",
+            type(error).__name__,
+            self.where,
+        )
+
+    def ok(self) -> None:
+        """Record a success (logs the end of an outage)."""
+        if self._down_since is None:
+            return
+        with self._lock:
+            since, self._down_since = self._down_since, None
+        if since is not None:
+            log.info("database reachable again after %.1f s", time.monotonic() - since)
+
+
 class SqlStore:
     """A SQLAlchemy-backed store. ``migrate=True`` applies migrations on open."""
 
@@ -60,6 +121,10 @@ class SqlStore:
         self.cipher = cipher
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        url = engine.url
+        self.health = DatabaseHealth(
+            f"{url.host}:{url.port or 5432}" if url.host else str(url.database or "memory")
+        )
         if migrate:
             upgrade(engine)
 
@@ -82,20 +147,36 @@ class SqlStore:
     def transaction(self, *, write: bool = True) -> Iterator[SqlRepository]:
         """One transaction; commits on success, rolls back on any exception."""
         notices: list[ReleaseNotice] = []
-        with self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                conn = conn.execution_options(**{WRITE_OPTION: write})
-            try:
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    conn = conn.execution_options(**{WRITE_OPTION: write})
                 with conn.begin():
                     yield SqlRepository(conn, self.cipher, notices)
-            except DBIntegrityError:
-                raise BusyError(
-                    "A concurrent change took the same name or version; try again."
-                ) from None
-            except OperationalError as exc:
-                if "database is locked" in str(exc):
-                    raise BusyError("The database is busy; try again.") from None
+        except SecureKeyError as exc:
+            # A use case that wrapped a lost connection in its own error (a rotation that
+            # "failed") is an outage too: the transaction rolled back, the caller may retry.
+            cause = exc.__cause__
+            if cause is None or not is_disconnect(cause):
                 raise
+            self.health.failed(cause)
+            raise UnavailableError(
+                "The database is unavailable right now; try again in a few seconds."
+            ) from None
+        except DBIntegrityError:
+            raise BusyError(
+                "A concurrent change took the same name or version; try again."
+            ) from None
+        except (OperationalError, InterfaceError, DBAPIError) as exc:
+            if isinstance(exc, OperationalError) and "database is locked" in str(exc):
+                raise BusyError("The database is busy; try again.") from None
+            if not is_disconnect(exc):
+                raise
+            self.health.failed(exc)
+            raise UnavailableError(
+                "The database is unavailable right now; try again in a few seconds."
+            ) from None
+        self.health.ok()
         if notices:
             with self._lock:
                 listeners = list(self._listeners)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -36,6 +37,7 @@ from securekey.exceptions import (
     ForbiddenError,
     NotFoundError,
     RateLimitedError,
+    UnavailableError,
 )
 from securekey.services.resources import (
     delivery_resource,
@@ -45,6 +47,9 @@ from securekey.services.resources import (
 )
 
 router = APIRouter()
+
+#: Seconds between looks at the database from a stream while it is unavailable.
+OUTAGE_POLL = 1.0
 
 Operator = Annotated[Principal, Depends(operator)]
 Anyone = Annotated[Principal, Depends(principal)]
@@ -281,16 +286,18 @@ async def stream_config_vars(
             require_app_reader(now, app_id)
         except (AuthenticationError, ForbiddenError, RateLimitedError):
             return False
+        except UnavailableError:
+            return True  # nobody can revoke while the database is down; keep the stream open
         return True
 
     async def events() -> AsyncIterator[bytes]:
         ctx.hub.watchers += 1
         try:
             sent = resume if resume == first.release else None
-            current = first
+            current: CachedConfig | None = first
             if sent is None:
-                yield _event(current)
-                sent = current.release
+                yield _event(first)
+                sent = first.release
             else:
                 yield b": resumed\n\n"
             while True:
@@ -309,6 +316,12 @@ async def stream_config_vars(
                 except NotFoundError:
                     yield b"event: deleted\ndata: {}\n\n"
                     return
+                except UnavailableError:
+                    current = None
+                if current is None or current.stale:
+                    # The database is down: stay open, look again shortly (no busy loop).
+                    await asyncio.sleep(OUTAGE_POLL)
+                    continue
                 if current.release > sent:
                     yield _event(current)
                     sent = current.release
