@@ -53,6 +53,7 @@ def running_server(
     token: str | None = None,
     extra_env: dict[str, str] | None = None,
     scheduler_interval: float = 0.2,
+    extra_args: list[str] | None = None,
 ) -> Iterator[Server]:
     """Start ``securekey server`` on a free port and stop it afterwards."""
     port = free_port()
@@ -78,6 +79,7 @@ def running_server(
     ]
     if database_url:
         cmd += ["--database-url", database_url]
+    cmd += extra_args or []
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(f"http://127.0.0.1:{port}", token, data_dir, proc, log_path)

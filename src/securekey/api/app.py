@@ -259,6 +259,7 @@ def create_api(
     auth_failure_limit: int = 30,
     ping_interval: float = 15.0,
     cache_ttl: float = 5.0,
+    graceful_timeout: float = 10.0,
 ) -> FastAPI:
     """Build the HTTP API over ``runtime`` (its store must already be migrated)."""
     service = runtime.service
@@ -317,7 +318,8 @@ def create_api(
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sender, 15)
             if scheduler is not None:
-                await run_in_threadpool(scheduler.stop)
+                # Stops between rotations: the one in progress commits or rolls back whole.
+                await run_in_threadpool(scheduler.stop, graceful_timeout)
             if listener is not None:
                 await run_in_threadpool(listener.stop)
 

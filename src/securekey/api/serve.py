@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -17,9 +19,10 @@ from securekey.api.live import ReleaseHub
 from securekey.config import Settings
 from securekey.exceptions import BusyError, ConfigurationError
 from securekey.runtime import open_runtime
+from securekey.scheduler import Scheduler
 from securekey.services.tokens import TokenService
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "serve"]
+__all__ = ["DEFAULT_GRACE", "DEFAULT_HOST", "DEFAULT_PORT", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -47,19 +50,41 @@ def _announce_token(token: str, host: str, port: int) -> None:
     )
 
 
-#: Seconds in-flight requests get to finish when the server is asked to stop.
-_GRACE = 10
+#: Seconds in-flight requests (and the scheduler's current rotation) get to finish on SIGTERM.
+DEFAULT_GRACE = 10.0
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, ending open watch streams first: they never finish on their own, and
-    uvicorn would wait for them forever; their clients reconnect to another replica."""
+    """uvicorn's server, stopping what never finishes on its own before draining requests.
 
-    def __init__(self, config: uvicorn.Config, hub: ReleaseHub) -> None:
+    On SIGTERM or SIGINT: the scheduler is told to stop after its current rotation, open watch
+    streams end with a retry hint so their clients reconnect to another replica, then uvicorn
+    stops accepting, lets in-flight requests finish (up to the grace period) and runs the
+    lifespan shutdown, which waits for the scheduler.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, hub: ReleaseHub, scheduler: Scheduler | None
+    ) -> None:
         super().__init__(config)
         self.hub = hub
+        self.scheduler = scheduler
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises a captured signal once it has stopped, so the process would die of
+        # SIGTERM (status 143). A drained stop asked for by the platform is a success: exit 0.
+        captured = getattr(self, "_captured_signals", None)
+        if sig == signal.SIGTERM and isinstance(captured, list) and sig in captured:
+            captured.remove(sig)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        logging.getLogger("securekey").info(
+            "stopping: finishing in-flight requests (%d watch streams told to reconnect)",
+            self.hub.watchers,
+        )
+        if self.scheduler is not None:
+            self.scheduler.request_stop()
         self.hub.close()
         await super().shutdown(sockets)
 
@@ -95,6 +120,7 @@ def serve(
     database_url: str | None = None,
     scheduler_interval: float = 1.0,
     log_level: str = "info",
+    graceful_timeout: float = DEFAULT_GRACE,
 ) -> None:
     """Run the server until interrupted (reads ``SECUREKEY_*`` from the environment)."""
     logging.basicConfig(
@@ -113,7 +139,10 @@ def serve(
     if fresh is not None:
         _announce_token(fresh, host, port)
     app = create_api(
-        runtime, scheduler_interval=scheduler_interval, webhook_backoff=webhook_backoff
+        runtime,
+        scheduler_interval=scheduler_interval,
+        webhook_backoff=webhook_backoff,
+        graceful_timeout=graceful_timeout,
     )
     config = uvicorn.Config(
         app,
@@ -121,9 +150,9 @@ def serve(
         port=port,
         log_level=log_level,
         access_log=False,
-        timeout_graceful_shutdown=_GRACE,
+        timeout_graceful_shutdown=max(1, math.ceil(graceful_timeout)),
     )
-    server = _Server(config, app.state.ctx.hub)
+    server = _Server(config, app.state.ctx.hub, app.state.ctx.scheduler)
     try:
         server.run()
     finally:

@@ -31,6 +31,15 @@ def server(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
+    graceful_timeout: Annotated[
+        float,
+        typer.Option(
+            "--graceful-timeout",
+            min=0.1,
+            max=3600,
+            help="On SIGTERM, seconds for in-flight requests and the current rotation to finish.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run the API server.
 
@@ -55,6 +64,7 @@ def server(
         database_url=database_url,
         scheduler_interval=scheduler_interval,
         log_level=log_level,
+        graceful_timeout=graceful_timeout,
     )
 
 

@@ -57,6 +57,8 @@ class Scheduler:
         if not self.service.next_due(now):
             return result
         while len(result.rotated) + len(result.failed) < self.max_per_tick:
+            if self._stop.is_set():
+                break  # stopping: the last rotation committed; leave the rest to a replica
             try:
                 rotated = self.service.rotate_next_due(now, exclude=result.failed)
             except RotationFailedError as exc:
@@ -95,9 +97,17 @@ class Scheduler:
         self._thread = threading.Thread(target=self.run, name="securekey-scheduler", daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the thread to stop after its current rotation (each is one transaction)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread started by ``start()``."""
+        """Stop the thread started by ``start()``, waiting up to ``timeout`` seconds."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the scheduler did not stop within %g s", timeout)
+            else:
+                log.info("scheduler stopped (%d rotations in this process)", self.rotations)
             self._thread = None

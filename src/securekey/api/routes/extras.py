@@ -50,6 +50,11 @@ router = APIRouter()
 
 #: Seconds between looks at the database from a stream while it is unavailable.
 OUTAGE_POLL = 1.0
+#: The last event of a stream whose server is stopping: reconnect (to another replica) after
+#: ``retry`` ms, resuming with Last-Event-ID; the event carries no id, so that stays the same.
+SHUTDOWN_EVENT = (
+    b'retry: 1000\nevent: shutdown\ndata: {"reason": "the server is stopping; reconnect"}\n\n'
+)
 
 Operator = Annotated[Principal, Depends(operator)]
 Anyone = Annotated[Principal, Depends(principal)]
@@ -303,7 +308,10 @@ async def stream_config_vars(
             while True:
                 if ctx.hub.known_version(app_id) <= sent:
                     woke = await ctx.hub.wait(app_id, ctx.ping_interval)
-                    if ctx.hub.closing or await request.is_disconnected():
+                    if ctx.hub.closing:
+                        yield SHUTDOWN_EVENT
+                        return
+                    if await request.is_disconnected():
                         return
                     if not await still_allowed():
                         return
