@@ -84,7 +84,7 @@ def running_server(
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(f"http://127.0.0.1:{port}", token, data_dir, proc, log_path)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a cold start on a loaded 2-core machine is slow
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{server.log()}")
