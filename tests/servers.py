@@ -54,9 +54,10 @@ def running_server(
     extra_env: dict[str, str] | None = None,
     scheduler_interval: float = 0.2,
     extra_args: list[str] | None = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """Start ``securekey server`` on a free port and stop it afterwards."""
-    port = free_port()
+    """Start ``securekey server`` on ``port`` (default: a free one) and stop it afterwards."""
+    port = port or free_port()
     token = token or "sko_test_" + secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECUREKEY_")}
     env["SECUREKEY_OPERATOR_TOKEN"] = token
