@@ -59,16 +59,26 @@ def _looks_like_uuid(ref: str) -> bool:
 def is_disconnect(error: BaseException) -> bool:
     """Whether ``error`` says the database cannot be reached, rather than that a query is wrong.
 
-    SQLAlchemy wraps driver errors: connection refused, a server shut down mid-query and a
-    timed-out statement arrive as ``OperationalError``; a connection that was closed under us as
-    ``InterfaceError``; any of them may be flagged ``connection_invalidated``. SQLite's "database
-    is locked" is contention, not an outage (``BusyError``).
+    SQLAlchemy wraps driver errors. PostgreSQL: no SQLSTATE (refused at connect), class 08
+    (connection exception), 57P0x (shutdown, crash), 57014 (our statement timeout) and class 53
+    (out of connections, disk full). SQLite: a file that cannot be opened, read or written.
+    A connection closed under us (``InterfaceError``, or one SQLAlchemy flagged invalidated) is
+    one too. Anything else (a missing table, a bad query) is a bug and stays a 500.
     """
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
-    if isinstance(error, OperationalError):
-        return "database is locked" not in str(error)
-    return isinstance(error, InterfaceError)
+    if isinstance(error, InterfaceError):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    orig = error.orig
+    sqlite_name = getattr(orig, "sqlite_errorname", None)
+    if sqlite_name is not None:
+        return str(sqlite_name).startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL"))
+    state = getattr(orig, "sqlstate", None)
+    if state is None:
+        return True
+    return str(state).startswith(("08", "53", "57P")) or state == "57014"
 
 
 class DatabaseHealth:
@@ -170,6 +180,9 @@ class SqlStore:
         except (OperationalError, InterfaceError, DBAPIError) as exc:
             if isinstance(exc, OperationalError) and "database is locked" in str(exc):
                 raise BusyError("The database is busy; try again.") from None
+            if str(getattr(exc.orig, "sqlstate", "")).startswith("40"):
+                # Serialization failure or deadlock: PostgreSQL rolled back; a retry succeeds.
+                raise BusyError("A concurrent change got in the way; try again.") from None
             if not is_disconnect(exc):
                 raise
             self.health.failed(exc)
