@@ -90,7 +90,7 @@ def running_server(
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{server.log()}")
             try:
-                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
