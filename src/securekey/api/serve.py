@@ -69,6 +69,7 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.hub = hub
         self.scheduler = scheduler
+        self.terminated = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -77,6 +78,7 @@ class _Server(uvicorn.Server):
         captured = getattr(self, "_captured_signals", None)
         if sig == signal.SIGTERM and isinstance(captured, list) and sig in captured:
             captured.remove(sig)
+            self.terminated = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         logging.getLogger("securekey").info(
@@ -157,5 +159,12 @@ def serve(
         server.run()
     finally:
         runtime.close()
+    if server.terminated:
+        # Everything is flushed and closed. Skip the interpreter's teardown (seconds of garbage
+        # collection on a busy machine), as the SIGTERM uvicorn re-raises would have, but exit 0.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     if not server.started:  # e.g. the port was taken; uvicorn.run exits with 3 here too
         raise SystemExit(3)
