@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck check clean
+.PHONY: install run test lint typecheck check soak clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(STAMP) lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 check: test
+
+## The fault tests at full size (issue 11): long outages, thousands of rotations, many kills.
+soak: $(STAMP)
+	SECUREKEY_SOAK=1 $(BIN)/pytest tests/faults tests/e2e/test_consumers_outage.py tests/client/test_run_restarts.py -p no:cacheprovider -s $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -53,6 +53,20 @@ class PgServer:
             cmd = ["runuser", "-u", self.as_user, "--", *cmd]
         return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=120)
 
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: sessions are cut off) but keep its data and port."""
+        self.run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop"
+        )
+
+    def resume(self) -> None:
+        """Start a server stopped by ``halt()`` again, on the same port with the same data."""
+        self.run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-o", _options(self),
+            "-l", str(self.root / "log"), "-w", "-t", "60", "start",
+        )  # fmt: skip
+        _wait_listening(self.port)
+
     def stop(self) -> None:
         self.run(
             str(self.bindir / "pg_ctl"),
@@ -88,16 +102,12 @@ def start(bindir: Path) -> PgServer:
         "UTF8",
         "--no-sync",
     )
-    opts = (
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    )
     server.run(
         str(bindir / "pg_ctl"),
         "-D",
         str(data),
         "-o",
-        opts,
+        _options(server),
         "-l",
         str(root / "log"),
         "-w",
@@ -105,12 +115,27 @@ def start(bindir: Path) -> PgServer:
         "60",
         "start",
     )
+    try:
+        _wait_listening(port)
+    except RuntimeError:
+        server.stop()
+        raise
+    return server
+
+
+def _options(server: PgServer) -> str:
+    return (
+        f"-p {server.port} -k {server.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+
+
+def _wait_listening(port: int) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return server
+                return
         except OSError:
             time.sleep(0.1)
-    server.stop()
     raise RuntimeError("PostgreSQL did not start listening")

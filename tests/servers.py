@@ -61,15 +61,16 @@ def running_server(
     args: tuple[str, ...] = (),
     separate_stdout: bool = False,
     extra_args: list[str] | None = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """Start ``securekey server`` on a free port and stop it afterwards.
+    """Start ``securekey server`` on ``port`` (default: a free one) and stop it afterwards.
 
     ``tls`` is (certificate, key, CA certificate): the server serves HTTPS with the first two,
     and the test's clients trust the third. ``args`` are added to the command line; with
     ``separate_stdout`` the log file holds stderr (the log stream) only, and stdout goes to
     ``server-PORT.out`` beside it.
     """
-    port = free_port()
+    port = port or free_port()
     token = token or "sko_test_" + secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECUREKEY_")}
     env["SECUREKEY_OPERATOR_TOKEN"] = token
@@ -115,7 +116,7 @@ def running_server(
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{server.log()}")
             try:
-                if httpx.get(f"{server.url}/readyz", timeout=1, verify=verify).status_code == 200:
+                if httpx.get(f"{server.url}/readyz", timeout=5, verify=verify).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

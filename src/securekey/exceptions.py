@@ -15,6 +15,7 @@ The tree (the API maps each leaf to an HTTP status and a stable ``id`` in one ta
     ├── RateLimitedError         too many failed attempts                  (429)
     ├── IntegrityError           stored ciphertext does not decrypt
     ├── RotationFailedError      a scheduled rotation failed and was rolled back
+    ├── UnavailableError         the database cannot be reached right now   (503 unavailable)
     └── ConfigurationError       settings that cannot work (master key, URL)
 
 Messages never contain key material: they name things, never their secret values.
@@ -39,6 +40,7 @@ __all__ = [
     "RefusedError",
     "RotationFailedError",
     "SecureKeyError",
+    "UnavailableError",
     "ValidationError",
 ]
 
@@ -170,3 +172,17 @@ class RotationFailedError(SecureKeyError):
         self.addon_id = addon_id
         self.addon_name = addon_name
         self.reason = reason
+
+
+class UnavailableError(SecureKeyError):
+    """The database cannot be reached (stopped, restarting, network); try again later.
+
+    Retrying after ``retry_after`` seconds is safe: a change that raised this either committed
+    entirely or not at all, and a repeated request finds out which.
+    """
+
+    id = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -187,8 +187,8 @@ def test_the_command_keeps_running_when_the_server_goes_away(
 
 
 def test_exit_status_is_the_command_s(live: Served, fake: FakeSecureKeyServer) -> None:
-    """run exits with the command's code, and 128+N when it dies of signal N."""
-    base = [sys.executable, "-m", "securekey.client._run", "-a", fake.app]
+    """With --max-restarts 0, run exits with the command's code, and 128+N for signal N."""
+    base = [sys.executable, "-m", "securekey.client._run", "-a", fake.app, "--max-restarts", "0"]
     base += ["--url", live.url, "--token", fake.token, "--", sys.executable, "-c"]
     three = subprocess.run([*base, "raise SystemExit(3)"], timeout=30, check=False)
     assert three.returncode == 3

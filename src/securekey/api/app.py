@@ -219,6 +219,7 @@ def create_api(
     max_streams: int = 10_000,
     ping_interval: float = 15.0,
     cache_ttl: float = 5.0,
+    graceful_timeout: float = 10.0,
 ) -> FastAPI:
     """Build the HTTP API over ``runtime`` (its store must already be migrated).
 
@@ -283,7 +284,7 @@ def create_api(
             dsn = runtime.store.engine.url.set(drivername="postgresql").render_as_string(
                 hide_password=False
             )
-            listener = PgReleaseListener(dsn, RELEASE_CHANNEL, sink)
+            listener = PgReleaseListener(dsn, RELEASE_CHANNEL, sink, runtime.store.health)
             listener.start()
             await run_in_threadpool(listener.connected.wait, 10.0)
         if scheduler is not None:
@@ -298,7 +299,8 @@ def create_api(
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sending, webhook_timeout + 10)
             if scheduler is not None:
-                await run_in_threadpool(scheduler.stop)
+                # Stops between rotations: the one in progress commits or rolls back whole.
+                await run_in_threadpool(scheduler.stop, graceful_timeout)
             if listener is not None:
                 await run_in_threadpool(listener.stop)
 

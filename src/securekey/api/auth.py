@@ -24,6 +24,7 @@ from securekey.exceptions import (
     ForbiddenError,
     RateLimitedError,
     SecureKeyError,
+    UnavailableError,
 )
 from securekey.services.tokens import USAGE_GRANULARITY, TokenService
 
@@ -162,7 +163,15 @@ class Authenticator:
             found = self.cached(raw)
             if found is not None:
                 return found
-            principal = self.tokens.authenticate(raw)
+            try:
+                principal = self.tokens.authenticate(raw)
+            except UnavailableError:
+                # Nobody can revoke a token while the database is down: trust this process's
+                # last check of it until the database is back.
+                known = self._cache.get(self.tokens.digest(raw))
+                if known is None:
+                    raise
+                return known[0]
         except AuthenticationError as error:
             raise self.refuse(client, error) from None
         with self._lock:

@@ -17,6 +17,7 @@ from securekey.exceptions import (
     AuthenticationError,
     ForbiddenError,
     NotFoundError,
+    UnavailableError,
     ValidationError,
 )
 from securekey.scheduler import Scheduler
@@ -62,7 +63,14 @@ class ApiContext:
         hit = self.cache.lookup(ref)
         if hit is not None:
             return hit
-        return await run_in_threadpool(self._load_config, ref)
+        try:
+            return await run_in_threadpool(self._load_config, ref)
+        except UnavailableError:
+            # stale-if-error: the last config this process saw, marked so (see ``stale``).
+            known = self.cache.stale(ref)
+            if known is None:
+                raise
+            return known
 
     def _load_config(self, ref: str) -> CachedConfig:
         import time

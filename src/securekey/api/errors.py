@@ -31,6 +31,7 @@ _TABLE: list[tuple[type[exc.SecureKeyError], int]] = [
     (exc.ForbiddenError, 403),
     (exc.RateLimitedError, 429),
     (exc.RotationFailedError, 503),
+    (exc.UnavailableError, 503),
     (exc.IntegrityError, 500),
     (exc.ConfigurationError, 500),
 ]
@@ -103,10 +104,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, exc.SecureKeyError)
         status = status_for(error)
-        if status >= 500:
+        # A database outage is logged once by the store, not once per request.
+        if status >= 500 and not isinstance(error, exc.UnavailableError):
             log.error("%s: %s", type(error).__name__, error.message)
         headers = None
-        if isinstance(error, exc.RateLimitedError):
+        if isinstance(error, exc.RateLimitedError | exc.UnavailableError):
             headers = {"Retry-After": str(error.retry_after)}
         if isinstance(error, exc.AuthenticationError):
             headers = {"WWW-Authenticate": 'Bearer realm="securekey"'}

@@ -13,10 +13,11 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from securekey.exceptions import RateLimitedError
 from securekey.services import IDENTITY_CHANGED, ReleaseNotice
+from securekey.store.sql import DatabaseHealth
 
 __all__ = [
     "CachedConfig",
@@ -150,6 +151,8 @@ class CachedConfig:
     release: int
     body: bytes
     stored_at: float
+    #: Served from memory because the database could not be asked (stale-if-error).
+    stale: bool = False
 
 
 class ConfigCache:
@@ -163,6 +166,13 @@ class ConfigCache:
     takes the generation before it reads the database and ``store`` refuses it if the
     generation moved meanwhile: a read that began before a rename cannot put the old name back
     (and serve the app's keys under a name another app may take next).
+
+    ``ttl`` bounds how long a renamed app's old name keeps answering on another replica.
+
+    An entry past its ``ttl``, or set aside by ``clear()`` when notices may have been lost, is
+    not served as fresh but is kept for ``stale()``: while the database cannot be reached, the
+    last config this process saw is a better answer for a consumer than none. Entries that a
+    release notice replaced are dropped for good.
     """
 
     def __init__(self, ttl: float = 5.0, max_entries: int = 100_000) -> None:
@@ -171,6 +181,7 @@ class ConfigCache:
         self._entries: dict[str, CachedConfig] = {}
         self._names: dict[str, str] = {}
         self._announced: dict[str, int] = {}
+        self._aside: dict[str, CachedConfig] = {}  # cleared, unconfirmed: for stale() only
         self._lock = threading.Lock()
         self.generation = 0
         self.hits = 0
@@ -190,6 +201,17 @@ class ConfigCache:
         self.hits += 1
         return entry
 
+    def stale(self, ref: str) -> CachedConfig | None:
+        """The last config known for ``ref`` whatever its age, marked stale; None if unknown."""
+        with self._lock:
+            candidates = [*self._entries.values(), *self._aside.values()]
+        for entry in candidates:
+            if ref in (entry.app_id, entry.app_name) and entry.release >= self._announced.get(
+                entry.app_id, 0
+            ):
+                return replace(entry, stale=True)
+        return None
+
     def store(self, entry: CachedConfig, generation: int | None = None) -> None:
         """Keep ``entry`` unless a newer release of its app has been announced, or (given the
         ``generation`` read before the snapshot was taken) an app was renamed or destroyed."""
@@ -206,6 +228,7 @@ class ConfigCache:
                 self._names.pop(old.app_name, None)
             self._entries[entry.app_id] = entry
             self._names[entry.app_name] = entry.app_id
+            self._aside.pop(entry.app_id, None)
 
     def invalidate(self, notices: Sequence[ReleaseNotice]) -> None:
         """Drop the apps named in ``notices`` and remember their new release numbers."""
@@ -217,6 +240,7 @@ class ConfigCache:
                 known = self._announced.get(notice.app_id, 0)
                 self._announced[notice.app_id] = max(known, notice.version)
                 entry = self._entries.pop(notice.app_id, None)
+                self._aside.pop(notice.app_id, None)
                 if entry is not None:
                     self._names.pop(entry.app_name, None)
 
@@ -228,17 +252,28 @@ class ConfigCache:
     def _drop(self, app_id: str, *names: str) -> None:
         self.generation += 1
         entry = self._entries.pop(app_id, None)
-        gone = {*names, *([entry.app_name] if entry is not None else [])}
+        aside = self._aside.pop(app_id, None)
+        gone = {*names, *(e.app_name for e in (entry, aside) if e is not None)}
         for name, owner in list(self._names.items()):
             if owner == app_id or name in gone:
                 del self._names[name]
                 if owner != app_id:
                     self._entries.pop(owner, None)
+        # Nor may a config set aside for stale reads answer under a name that changed hands.
+        for owner, old in list(self._aside.items()):
+            if old.app_name in gone:
+                del self._aside[owner]
 
     def clear(self) -> None:
-        """Drop everything (e.g. after losing the notification connection)."""
+        """Serve nothing as fresh (e.g. after losing the notification connection).
+
+        The entries are set aside for ``stale()`` rather than forgotten.
+        """
         with self._lock:
             self.generation += 1
+            if len(self._aside) + len(self._entries) > self.max_entries:
+                self._aside.clear()
+            self._aside.update(self._entries)
             self._entries.clear()
             self._names.clear()
 
@@ -246,10 +281,13 @@ class ConfigCache:
 class PgReleaseListener:
     """A thread holding ``LISTEN securekey_release`` and forwarding notices to callbacks."""
 
-    def __init__(self, dsn: str, channel: str, sink: ReleaseSink) -> None:
+    def __init__(
+        self, dsn: str, channel: str, sink: ReleaseSink, health: DatabaseHealth | None = None
+    ) -> None:
         self.dsn = dsn
         self.channel = channel
         self.sink = sink
+        self.health = health
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
@@ -269,17 +307,27 @@ class PgReleaseListener:
         import psycopg  # only the PostgreSQL backend needs it
 
         backoff = 0.1
-        lost = False
+        lost_at: float | None = None  # when the connection was lost, None while connected
+        cause = ""
+        warned = False
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {self.channel}")
                     self.connected.set()
                     backoff = 0.1
-                    if lost:
+                    if lost_at is not None:
                         # Releases committed while we were away were never announced here.
                         self.sink.reset()
-                        lost = False
+                        if warned:
+                            log.info("release notifications restored")
+                        else:
+                            log.warning(
+                                "release notifications lost (%s) for %.1f s; reconnected",
+                                cause,
+                                time.monotonic() - lost_at,
+                            )
+                        lost_at, warned = None, False
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             app_id, _, version = note.payload.partition(":")
@@ -287,9 +335,17 @@ class PgReleaseListener:
                                 self.sink([ReleaseNotice(app_id, int(version))])
             except Exception as error:
                 self.connected.clear()
-                lost = True
+                if lost_at is None:
+                    lost_at, cause = time.monotonic(), type(error).__name__
+                elif not warned:
+                    # Reconnecting failed too: the database itself is away. Reported once per
+                    # outage, together with the requests that fail meanwhile.
+                    warned = True
+                    if self.health is not None:
+                        self.health.failed(error)
+                    else:
+                        log.warning("release notifications lost (%s); reconnecting", cause)
                 self.sink.reset()
-                log.warning("release notifications lost (%s); reconnecting", type(error).__name__)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 

@@ -7,11 +7,13 @@ import logging
 import logging.config
 import math
 import os
+import signal
 import socket
 import ssl
 import sys
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -22,9 +24,11 @@ from securekey.config import Settings
 from securekey.domain.models import Token
 from securekey.exceptions import BusyError, ConfigurationError
 from securekey.runtime import open_runtime
+from securekey.scheduler import Scheduler
 from securekey.services.tokens import TokenService
 
 __all__ = [
+    "DEFAULT_GRACE",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "bind_socket",
@@ -79,19 +83,43 @@ def _announce_login(host: str, port: int, scheme: str = "http") -> None:
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
-#: Seconds in-flight requests get to finish when the server is asked to stop.
-_GRACE = 10
+#: Seconds in-flight requests (and the scheduler's current rotation) get to finish on SIGTERM.
+DEFAULT_GRACE = 10.0
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, ending open watch streams first: they never finish on their own, and
-    uvicorn would wait for them forever; their clients reconnect to another replica."""
+    """uvicorn's server, stopping what never finishes on its own before draining requests.
 
-    def __init__(self, config: uvicorn.Config, hub: ReleaseHub) -> None:
+    On SIGTERM or SIGINT: the scheduler is told to stop after its current rotation, open watch
+    streams end with a retry hint so their clients reconnect to another replica, then uvicorn
+    stops accepting, lets in-flight requests finish (up to the grace period) and runs the
+    lifespan shutdown, which waits for the scheduler.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, hub: ReleaseHub, scheduler: Scheduler | None
+    ) -> None:
         super().__init__(config)
         self.hub = hub
+        self.scheduler = scheduler
+        self.terminated = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises a captured signal once it has stopped, so the process would die of
+        # SIGTERM (status 143). A drained stop asked for by the platform is a success: exit 0.
+        captured = getattr(self, "_captured_signals", None)
+        if sig == signal.SIGTERM and isinstance(captured, list) and sig in captured:
+            captured.remove(sig)
+            self.terminated = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        logging.getLogger("securekey").info(
+            "stopping: finishing in-flight requests (%d watch streams told to reconnect)",
+            self.hub.watchers,
+        )
+        if self.scheduler is not None:
+            self.scheduler.request_stop()
         self.hub.close()
         await super().shutdown(sockets)
 
@@ -191,6 +219,7 @@ def serve(
     tls_key: Path | None = None,
     allow_private_webhooks: bool = False,
     log_format: LogFormat = "text",
+    graceful_timeout: float = DEFAULT_GRACE,
 ) -> None:
     """Run the server until interrupted (reads ``SECUREKEY_*`` from the environment).
 
@@ -242,6 +271,7 @@ def serve(
         max_streams=max_streams,
         webhook_timeout=webhook_timeout,
         allow_private_webhooks=allow_private_webhooks,
+        graceful_timeout=graceful_timeout,
     )
     proxies = forwarded_allow_ips.strip()
     config = uvicorn.Config(
@@ -251,7 +281,7 @@ def serve(
         log_level=log_level,
         log_config=log_config,
         access_log=False,
-        timeout_graceful_shutdown=_GRACE,
+        timeout_graceful_shutdown=max(1, math.ceil(graceful_timeout)),
         # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: a client on
         # this host (or behind an unlisted proxy) could then pick the address the failed-auth
         # limit counts. Trust no proxy unless the operator names them.
@@ -260,11 +290,18 @@ def serve(
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
     )
-    server = _Server(config, app.state.ctx.hub)
+    server = _Server(config, app.state.ctx.hub, app.state.ctx.scheduler)
     try:
         server.run(sockets=[sock])
     finally:
         runtime.close()
         sock.close()
+    if server.terminated:
+        # Everything is flushed and closed. Skip the interpreter's teardown (seconds of garbage
+        # collection on a busy machine), as the SIGTERM uvicorn re-raises would have, but exit 0.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     if not server.started:  # e.g. the port was taken; uvicorn.run exits with 3 here too
         raise SystemExit(3)

@@ -22,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from securekey import __version__
 from securekey.domain.models import Delivery, Webhook
+from securekey.exceptions import UnavailableError
 from securekey.services.webhooks import WebhookService, is_public_address, sign_body
 
 __all__ = ["TargetRefusedError", "WebhookSender"]
@@ -161,6 +162,8 @@ class WebhookSender:
                         leased = await run_in_threadpool(
                             self.webhooks.lease_next, list(in_flight), busy_hooks=set(busy_hooks)
                         )
+                    except UnavailableError:
+                        pass  # the store logs the outage once; leased deliveries are retried
                     except Exception as error:
                         # Never let one bad moment (a busy database, say) end the sender: a
                         # leased delivery whose outcome was not recorded comes back after its

@@ -104,6 +104,15 @@ def server(
             "--log-format", metavar="text|json", help="Log lines as text or as JSON objects."
         ),
     ] = "text",
+    graceful_timeout: Annotated[
+        float,
+        typer.Option(
+            "--graceful-timeout",
+            min=0.1,
+            max=3600,
+            help="On SIGTERM, seconds for in-flight requests and the current rotation to finish.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run the API server.
 
@@ -139,6 +148,7 @@ def server(
             tls_cert=tls_cert,
             tls_key=tls_key,
             allow_private_webhooks=allow_private_webhooks,
+            graceful_timeout=graceful_timeout,
         )
     except SecureKeyError as error:  # settings that cannot work: one clear line, no traceback
         raise CliError(error.message) from None

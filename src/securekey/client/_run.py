@@ -1,7 +1,10 @@
 """``securekey run``: run a command with an app's config vars; restart it on every new release.
 
 The command runs in its own process group; SIGTERM, SIGINT and SIGHUP sent to ``run`` are
-passed on to that group, and ``run`` exits with the command's status (128+N for signal N).
+passed on to that group. A command that exits 0 ends ``run`` with status 0; one that fails is
+started again after an exponential back-off, and ``run`` gives up (with the command's status,
+128+N for signal N) after ``--max-restarts`` failures in a row that each came sooner than
+``--min-uptime`` after their start.
 """
 
 from __future__ import annotations
@@ -100,6 +103,28 @@ def _parser() -> argparse.ArgumentParser:
         help="wait a random 0..S seconds before restarting, so instances spread out",
     )
     parser.add_argument(
+        "--max-restarts",
+        type=int,
+        default=5,
+        help=(
+            "restart a failing command (non-zero exit or killed) at most N times in a row, "
+            "waiting 1, 2, 4 ... s (at most --max-backoff) before each; 0 exits with its status "
+            "at once (default: 5)"
+        ),
+    )
+    parser.add_argument(
+        "--min-uptime",
+        type=float,
+        default=10.0,
+        help="a start that lasts this many seconds is healthy and resets the count (default: 10)",
+    )
+    parser.add_argument(
+        "--max-backoff",
+        type=float,
+        default=60.0,
+        help="the longest wait between restarts of a failing command, in seconds (default: 60)",
+    )
+    parser.add_argument(
         "--no-restart",
         action="store_true",
         help="keep CMD running; write each release's config vars to --env-file instead",
@@ -159,6 +184,9 @@ class _Supervisor:
         env_file: str | None,
         out: TextIO,
         token: str | None = None,
+        max_restarts: int = 0,
+        min_uptime: float = 10.0,
+        max_backoff: float = 60.0,
     ) -> None:
         self.command = list(command)
         self.snapshot = snapshot
@@ -169,8 +197,11 @@ class _Supervisor:
             self.base_env[TOKEN_VAR] = token
         self.grace, self.splay, self.restart, self.env_file = grace, splay, restart, env_file
         self.out = out
+        self.max_restarts, self.min_uptime, self.max_backoff = max_restarts, min_uptime, max_backoff
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.child: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.failures = 0  # failed starts in a row, each shorter than min_uptime
         self.stopping = False
 
     # -- children -------------------------------------------------------------------------
@@ -179,6 +210,7 @@ class _Supervisor:
         env = {**self.base_env, **self.snapshot.vars}
         child = subprocess.Popen(self.command, env=env, process_group=0)
         self.child = child
+        self.started = time.monotonic()
 
         def wait() -> None:
             self.events.put(("exit", (child, child.wait())))
@@ -255,21 +287,83 @@ class _Supervisor:
         _say(f"started pid {self.child.pid}", self.out)
         return None
 
+    def backoff(self, child: subprocess.Popen[bytes], code: int) -> float | None:
+        """Seconds to wait before starting the command again after it exited, or None to exit.
+
+        A command that exits 0, or while run is stopping, is not restarted. A failing one is,
+        after 1, 2, 4 ... seconds (at most ``max_backoff``), so a command that dies on start
+        never spins; ``max_restarts`` failures in a row, each within ``min_uptime`` of its
+        start, and run gives up. A start that lasted ``min_uptime`` resets the count.
+        """
+        if code == 0 or self.stopping or self.max_restarts == 0:
+            return None
+        uptime = time.monotonic() - self.started
+        if uptime >= self.min_uptime:
+            self.failures = 0
+        self.failures += 1
+        how = (
+            f"exited with status {code}"
+            if code > 0
+            else f"was killed by {signal.Signals(-code).name}"
+            if -code in signal.valid_signals()
+            else f"was killed by signal {-code}"
+        )
+        said = f"pid {child.pid} {how} after {uptime:.1f} s"
+        if self.failures > self.max_restarts:
+            _say(
+                f"{said}; giving up: it failed {self.failures} times in a row, each within "
+                f"{self.min_uptime:g} s of starting (--max-restarts {self.max_restarts})",
+                self.out,
+            )
+            return None
+        delay = min(self.max_backoff, 2.0 ** (self.failures - 1))
+        _say(
+            f"{said}; restarting in {delay:g} s (restart {self.failures} of {self.max_restarts})",
+            self.out,
+        )
+        return delay
+
     def loop(self) -> int:
-        restart_at: float | None = None
+        restart_at: float | None = None  # a restart for a new release, after the splay
+        respawn_at: float | None = None  # a start after the command failed, after the back-off
+        last = 0
         while True:
-            timeout = 0.5 if restart_at is None else min(0.5, restart_at - time.monotonic())
+            due = [t - time.monotonic() for t in (restart_at, respawn_at) if t is not None]
             try:
-                kind, payload = self.events.get(timeout=max(0.0, timeout))
+                kind, payload = self.events.get(timeout=max(0.0, min([0.5, *due])))
             except queue.Empty:
                 kind, payload = "", None
-            if kind == "exit" and payload[0] is self.child:
-                return _status(int(payload[1]))
-            if kind == "release" and self.on_release(payload) and restart_at is None:
+            if kind == "exit" and self.child is not None and payload[0] is self.child:
+                last = _status(int(payload[1]))
+                delay = self.backoff(self.child, int(payload[1]))
+                if delay is None:
+                    return last
+                restart_at, respawn_at = None, time.monotonic() + delay
+            # A release during a back-off only updates the snapshot the next start will use.
+            if (
+                kind == "release"
+                and self.on_release(payload)
+                and (restart_at, respawn_at) == (None, None)
+            ):
                 delay = random.uniform(0.0, self.splay) if self.splay > 0 else 0.0  # noqa: S311 - spreading restarts, not a secret
                 if delay:
                     _say(f"release v{payload.release}: restarting in {delay:.1f} s", self.out)
                 restart_at = time.monotonic() + delay
+            if respawn_at is not None:
+                if self.stopping:
+                    _say("stopped while waiting to restart the command", self.out)
+                    return last
+                if time.monotonic() >= respawn_at:
+                    respawn_at = None
+                    try:
+                        self.spawn()
+                    except OSError as exc:
+                        _say(f"cannot start {self.command[0]}: {exc.strerror or exc}", self.out)
+                        return 127
+                    assert self.child is not None
+                    _say(
+                        f"started pid {self.child.pid} (release v{self.snapshot.release})", self.out
+                    )
             if restart_at is not None and time.monotonic() >= restart_at and not self.stopping:
                 restart_at = None
                 status = self.do_restart()
@@ -346,8 +440,8 @@ def run_main(argv: list[str], *, out: TextIO | None = None) -> int:
         if not token
         else "--no-restart needs --env-file"
         if args.no_restart and not args.env_file
-        else "--grace and --splay must not be negative"
-        if args.grace < 0 or args.splay < 0
+        else "--grace, --splay, --max-restarts, --min-uptime and --max-backoff must not be negative"
+        if min(args.grace, args.splay, args.max_restarts, args.min_uptime, args.max_backoff) < 0
         else None
     )
     if problem or not url or not token:
@@ -399,6 +493,9 @@ def run_main(argv: list[str], *, out: TextIO | None = None) -> int:
         env_file=args.env_file,
         out=err,
         token=token if args.pass_token else None,
+        max_restarts=args.max_restarts,
+        min_uptime=args.min_uptime,
+        max_backoff=args.max_backoff,
     )
     task: asyncio.Task[None] | None = None
     previous: dict[int, Any] = {}

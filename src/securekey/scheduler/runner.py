@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 
 from securekey.domain.clock import Clock, SystemClock
+from securekey.exceptions import UnavailableError
 from securekey.services import ROTATION_BATCH, Rotated, SecureKeyService
 
 __all__ = ["DEFAULT_BATCH", "Scheduler", "TickResult"]
@@ -62,6 +63,8 @@ class Scheduler:
         if not self.service.next_due(now):
             return result
         while (room := self.max_per_tick - len(result.rotated) - len(result.failed)) > 0:
+            if self._stop.is_set():
+                break  # stopping: the last batch committed; leave the rest to a replica
             limit = min(self.batch_size, room)
             batch = self.service.rotate_due(now, limit=limit, exclude=result.failed)
             result.rotated += batch.rotated
@@ -81,6 +84,8 @@ class Scheduler:
                 result = self.tick()
                 if result.rotated or result.failed:
                     log.info("tick: %d rotated, %d failed", len(result.rotated), len(result.failed))
+            except UnavailableError:
+                pass  # the store logs the outage once; due add-ons wait for the next tick
             except Exception:
                 log.exception("scheduler tick failed")
             self._stop.wait(self.interval)
@@ -96,9 +101,17 @@ class Scheduler:
         self._thread = threading.Thread(target=self.run, name="securekey-scheduler", daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the thread to stop after its current rotation (each is one transaction)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread started by ``start()``."""
+        """Stop the thread started by ``start()``, waiting up to ``timeout`` seconds."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the scheduler did not stop within %g s", timeout)
+            else:
+                log.info("scheduler stopped (%d rotations in this process)", self.rotations)
             self._thread = None

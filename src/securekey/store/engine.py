@@ -19,6 +19,13 @@ __all__ = ["make_engine", "normalise_url", "sqlite_url"]
 
 WRITE_OPTION = "securekey_write"
 
+#: Seconds to wait for PostgreSQL to accept a connection before the request answers 503.
+CONNECT_TIMEOUT = 5
+#: Seconds to wait for a free pooled connection.
+POOL_TIMEOUT = 10
+#: No statement of ours runs longer than this on PostgreSQL (a rotation is a few row writes).
+STATEMENT_TIMEOUT_MS = 30_000
+
 
 def sqlite_url(path: Path) -> str:
     """The URL of the SQLite file at ``path``."""
@@ -48,7 +55,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": 30}, **kwargs)
         _tune_sqlite(engine)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+    # Bounded waits, so an unreachable or stuck database is an error (503) within seconds and
+    # never a request that hangs: connecting, waiting for a pooled connection, each statement.
+    connect_args = {
+        "connect_timeout": CONNECT_TIMEOUT,
+        "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+    }
+    return create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=POOL_TIMEOUT,
+        connect_args=connect_args,
+        **kwargs,
+    )
 
 
 def _tune_sqlite(engine: Engine) -> None:

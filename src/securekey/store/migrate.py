@@ -27,6 +27,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = alembic_config()
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
+            # Waiting for another replica's migration, or migrating a big table, may take longer
+            # than the engine's per-statement limit for requests: lift it on this connection only.
+            conn.execute(text("SET statement_timeout = 0"))
             conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _LOCK_ID})
             conn.commit()
         try:
@@ -36,4 +39,5 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         finally:
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _LOCK_ID})
+                conn.execute(text("RESET statement_timeout"))
                 conn.commit()

@@ -17,8 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
-from sqlalchemy.exc import OperationalError
 
 from securekey.crypto import Cipher
 from securekey.domain.keys import Key, KeyPair
@@ -36,13 +36,15 @@ from securekey.domain.models import (
     Webhook,
 )
 from securekey.domain.rotation import RotationOutcome
-from securekey.exceptions import BusyError, IntegrityError
+from securekey.exceptions import BusyError, IntegrityError, SecureKeyError, UnavailableError
 from securekey.services.ports import IDENTITY_CHANGED, ReleaseNotice
 from securekey.store import tables as t
 from securekey.store.engine import WRITE_OPTION, make_engine
 from securekey.store.migrate import upgrade
 
-__all__ = ["RELEASE_CHANNEL", "SqlRepository", "SqlStore"]
+__all__ = ["RELEASE_CHANNEL", "DatabaseHealth", "SqlRepository", "SqlStore", "is_disconnect"]
+
+log = logging.getLogger("securekey.store")
 
 #: Committed state changes, one info line each (the store logs them after the commit).
 audit_log = logging.getLogger("securekey.audit")
@@ -58,6 +60,73 @@ KEY_REFRESH_SECONDS = 2.0
 
 def _looks_like_uuid(ref: str) -> bool:
     return len(ref) == 36 and ref.count("-") == 4
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached, rather than that a query is wrong.
+
+    SQLAlchemy wraps driver errors. PostgreSQL: no SQLSTATE (refused at connect), class 08
+    (connection exception), 57P0x (shutdown, crash), 57014 (our statement timeout) and class 53
+    (out of connections, disk full). SQLite: a file that cannot be opened, read or written.
+    A connection closed under us (``InterfaceError``, or one SQLAlchemy flagged invalidated) is
+    one too. Anything else (a missing table, a bad query) is a bug and stays a 500.
+    """
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, InterfaceError):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    orig = error.orig
+    sqlite_name = getattr(orig, "sqlite_errorname", None)
+    if sqlite_name is not None:
+        return str(sqlite_name).startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL"))
+    state = getattr(orig, "sqlstate", None)
+    if state is None:
+        return True
+    return str(state).startswith(("08", "53", "57P")) or state == "57014"
+
+
+class DatabaseHealth:
+    """Whether the database answered last time, so an outage is logged once, not per request.
+
+    The first failure of an outage logs one warning (driver error class only: its text may name
+    hosts and users); the first success after it logs how long it lasted.
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._down_since: float | None = None
+        self._lock = threading.Lock()
+        self.outages = 0
+
+    @property
+    def down(self) -> bool:
+        """True between a failure and the next success."""
+        return self._down_since is not None
+
+    def failed(self, error: BaseException) -> None:
+        """Record a failure to reach the database (logs at the start of an outage)."""
+        with self._lock:
+            if self._down_since is not None:
+                return
+            self._down_since = time.monotonic()
+            self.outages += 1
+        log.warning(
+            "database unavailable (%s at %s): answering 503 and serving known config from "
+            "memory until it is back",
+            type(error).__name__,
+            self.where,
+        )
+
+    def ok(self) -> None:
+        """Record a success (logs the end of an outage)."""
+        if self._down_since is None:
+            return
+        with self._lock:
+            since, self._down_since = self._down_since, None
+        if since is not None:
+            log.info("database reachable again after %.1f s", time.monotonic() - since)
 
 
 class SqlStore:
@@ -77,6 +146,10 @@ class SqlStore:
         self._lock = threading.Lock()
         self._key_refresh = key_refresh
         self._keys_checked = time.monotonic()
+        url = engine.url
+        self.health = DatabaseHealth(
+            f"{url.host}:{url.port or 5432}" if url.host else str(url.database or "memory")
+        )
         if migrate:
             upgrade(engine)
         self._load_token_key()
@@ -102,21 +175,40 @@ class SqlStore:
         """One transaction; commits on success, rolls back on any exception."""
         notices: list[ReleaseNotice] = []
         events: list[AuditEvent] = []
-        with self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                conn = conn.execution_options(**{WRITE_OPTION: write})
-            try:
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    conn = conn.execution_options(**{WRITE_OPTION: write})
                 with conn.begin():
                     self._join_key_rotation(conn)
                     yield SqlRepository(conn, self.cipher, notices, events)
-            except DBIntegrityError:
-                raise BusyError(
-                    "A concurrent change took the same name or version; try again."
-                ) from None
-            except OperationalError as exc:
-                if "database is locked" in str(exc):
-                    raise BusyError("The database is busy; try again.") from None
+        except SecureKeyError as exc:
+            # A use case that wrapped a lost connection in its own error (a rotation that
+            # "failed") is an outage too: the transaction rolled back, the caller may retry.
+            cause = exc.__cause__
+            if cause is None or not is_disconnect(cause):
                 raise
+            self.health.failed(cause)
+            raise UnavailableError(
+                "The database is unavailable right now; try again in a few seconds."
+            ) from None
+        except DBIntegrityError:
+            raise BusyError(
+                "A concurrent change took the same name or version; try again."
+            ) from None
+        except (OperationalError, InterfaceError, DBAPIError) as exc:
+            if isinstance(exc, OperationalError) and "database is locked" in str(exc):
+                raise BusyError("The database is busy; try again.") from None
+            if str(getattr(exc.orig, "sqlstate", "")).startswith("40"):
+                # Serialization failure or deadlock: PostgreSQL rolled back; a retry succeeds.
+                raise BusyError("A concurrent change got in the way; try again.") from None
+            if not is_disconnect(exc):
+                raise
+            self.health.failed(exc)
+            raise UnavailableError(
+                "The database is unavailable right now; try again in a few seconds."
+            ) from None
+        self.health.ok()
         for event in events:
             _log_event(event)
         if notices:

@@ -33,6 +33,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "Body over 64 KiB"},
     422: {"model": ErrorOut, "description": "Invalid or refused"},
     429: {"model": ErrorOut, "description": "Too many failed authentications or open streams"},
+    503: {"model": ErrorOut, "description": "Database unavailable; retry after Retry-After"},
 }
 
 

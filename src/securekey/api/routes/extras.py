@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -39,6 +40,7 @@ from securekey.exceptions import (
     ForbiddenError,
     NotFoundError,
     RateLimitedError,
+    UnavailableError,
 )
 from securekey.services import ROTATION_BATCH
 from securekey.services.resources import (
@@ -49,6 +51,14 @@ from securekey.services.resources import (
 )
 
 router = APIRouter()
+
+#: Seconds between looks at the database from a stream while it is unavailable.
+OUTAGE_POLL = 1.0
+#: The last event of a stream whose server is stopping: reconnect (to another replica) after
+#: ``retry`` ms, resuming with Last-Event-ID; the event carries no id, so that stays the same.
+SHUTDOWN_EVENT = (
+    b'retry: 1000\nevent: shutdown\ndata: {"reason": "the server is stopping; reconnect"}\n\n'
+)
 
 Operator = Annotated[Principal, Depends(operator)]
 Anyone = Annotated[Principal, Depends(principal)]
@@ -373,22 +383,27 @@ async def stream_config_vars(
             require_app_reader(now, app_id)
         except (AuthenticationError, ForbiddenError, RateLimitedError):
             return False
+        except UnavailableError:
+            return True  # nobody can revoke while the database is down; keep the stream open
         return True
 
     async def events() -> AsyncIterator[bytes]:
         ctx.hub.watchers += 1
         try:
             sent = resume if resume == first.release else None
-            current = first
+            current: CachedConfig | None = first
             if sent is None:
-                yield _event(current)
-                sent = current.release
+                yield _event(first)
+                sent = first.release
             else:
                 yield b": resumed\n\n"
             while True:
                 if ctx.hub.known_version(app_id) <= sent:
                     woke = await ctx.hub.wait(app_id, ctx.ping_interval)
-                    if ctx.hub.closing or await request.is_disconnected():
+                    if ctx.hub.closing:
+                        yield SHUTDOWN_EVENT
+                        return
+                    if await request.is_disconnected():
                         return
                     if not await still_allowed():
                         return
@@ -401,6 +416,12 @@ async def stream_config_vars(
                 except NotFoundError:
                     yield b"event: deleted\ndata: {}\n\n"
                     return
+                except UnavailableError:
+                    current = None
+                if current is None or current.stale:
+                    # The database is down: stay open, look again shortly (no busy loop).
+                    await asyncio.sleep(OUTAGE_POLL)
+                    continue
                 if current.release > sent:
                     yield _event(current)
                     sent = current.release

@@ -412,6 +412,10 @@ async def get_config_vars(
     snapshot = await readable_config(ctx, app, who)
     etag = f'"{snapshot.release}"'
     headers = {"ETag": etag, "Cache-Control": "no-store"}
+    if snapshot.stale:
+        # stale-if-error: the database is down; this is the last config this server saw.
+        headers["Securekey-Stale"] = "true"
+        headers["Warning"] = '110 securekey "Response is Stale"'
     if if_none_match is not None and etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     return Response(snapshot.body, 200, headers=headers, media_type="application/json")

@@ -1,0 +1,133 @@
+"""Consumers through an outage: the two services keep working while securekey is away.
+
+Issue 11, point 4. The two example services run under load, following the add-on's rotations;
+the securekey server is SIGKILLed in the middle of the rotations and kept down for ``OUTAGE``
+seconds (5 in CI, 20 under ``make soak``), then started again on the same port and database.
+Between the services not one request fails (they keep the keys they hold), and both pick up the
+rotations made after the server is back.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_two_services import APPLY_DELAY_MAX, Load, _env, _uvicorn, started
+from tests.pg import free_port
+from tests.servers import Server, running_server
+from tests.soak import scaled
+
+pytestmark = pytest.mark.slow
+
+OUTAGE = scaled(5, 20)
+ROTATE_EVERY = 0.5
+ROTATIONS_EACH_SIDE = scaled(4, 20)
+
+
+def _seed(server: Server) -> tuple[str, str, str]:
+    """service-1 with an add-on attached to service-2; an app token for each."""
+    with server.client() as http:
+        for name in ("service-1", "service-2"):
+            assert http.post("/apps", json={"name": name}).status_code == 201
+        created = http.post("/apps/service-1/addons", json={"plan": "securekey:fortnightly"})
+        assert created.status_code == 201, created.text
+        addon = created.json()["name"]
+        attached = http.post(
+            "/addon-attachments",
+            json={"addon": addon, "app": "service-2", "name": "SERVICE_ONE_SECURE"},
+        )
+        assert attached.status_code == 201, attached.text
+        tokens = [http.post(f"/apps/{app}/tokens", json={}) for app in ("service-1", "service-2")]
+        assert all(t.status_code == 201 for t in tokens), [t.text for t in tokens]
+        return addon, tokens[0].json()["token"], tokens[1].json()["token"]
+
+
+def _rotate(server: Server, addon: str, times: int) -> str:
+    """Rotate ``times`` times, ``ROTATE_EVERY`` apart; the newest LATEST fingerprint."""
+    latest = ""
+    with server.client() as http:
+        for _ in range(times):
+            answer = http.post(f"/addons/{addon}/actions/rotate", json={})
+            assert answer.status_code == 200, answer.text
+            latest = answer.json()["fingerprints"]["latest"]
+            time.sleep(ROTATE_EVERY)
+    return latest
+
+
+@pytest.mark.parametrize("mode", ["bearer", "signed"])
+def test_the_services_keep_working_while_the_server_is_killed(
+    mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """0 failed requests between the services across a SIGKILL and OUTAGE s of downtime; both
+    follow the rotations made after the server is back."""
+    data = tmp_path / "data"
+    port = free_port()
+    options = {
+        "master_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "token": "sko_test_" + secrets.token_urlsafe(24),
+        "port": port,
+    }
+    first = running_server(data, **options)  # type: ignore[arg-type]
+    server = first.__enter__()
+    try:
+        addon, token_one, token_two = _seed(server)
+        common = {
+            "SECUREKEY_URL": server.url,
+            "SECUREKEY_MODE": mode,
+            "SECUREKEY_APPLY_DELAY_MAX": str(APPLY_DELAY_MAX),
+            "SECUREKEY_MIN_REFRESH_INTERVAL": "0.05",
+        }
+        port_one, port_two = free_port(), free_port()
+        url_one, url_two = f"http://127.0.0.1:{port_one}", f"http://127.0.0.1:{port_two}"
+        env_one = _env(**common, SECUREKEY_TOKEN=token_one)
+        env_two = _env(**common, SECUREKEY_TOKEN=token_two, SERVICE_ONE_URL=url_one)
+        with started(
+            ("service-1", _uvicorn("service_one", "--host", "127.0.0.1", "--port", str(port_one)),
+             env_one, url_one, None),
+            ("service-2", _uvicorn("service_two", "--host", "127.0.0.1", "--port", str(port_two)),
+             env_two, url_two, None),
+            logs=tmp_path,
+        ) as (one, two):  # fmt: skip
+            with Load(two.url, tolerate_restarts=False) as load:
+                _rotate(server, addon, ROTATIONS_EACH_SIDE)
+                server.process.send_signal(signal.SIGKILL)
+                server.process.wait(10)
+                first.__exit__(None, None, None)
+                during = dict(load.counts)
+                time.sleep(OUTAGE)
+                served_during = load.counts["requests"] - during.get("requests", 0)
+                again = running_server(data, **options)  # type: ignore[arg-type]
+                server = again.__enter__()
+                first = again
+                latest = _rotate(server, addon, ROTATIONS_EACH_SIDE)
+                # Both services pick the newest pair up (stream reconnect or polling).
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    rings = [p.stats()["ring"]["latest"] for p in (one, two)]
+                    if rings == [latest, latest]:
+                        break
+                    time.sleep(0.2)
+                time.sleep(2 * APPLY_DELAY_MAX + 0.5)
+            stats_one, stats_two = one.stats(), two.stats()
+    finally:
+        first.__exit__(None, None, None)
+    c = load.counts
+    line = (
+        f"{mode}: outage={OUTAGE}s requests={c['requests']} ok={c['ok']} failed={c['failed']} "
+        f"served_while_down={served_during} rotations={2 * ROTATIONS_EACH_SIDE} "
+        f"driver_failures={c['driver_failures']} auth_retries={c['auth_retries']} "
+        f"service-1 latest={stats_one['ring']['latest']} service-2 "
+        f"latest={stats_two['ring']['latest']} server latest={latest}"
+    )
+    with capsys.disabled():
+        print(f"\n{line}", flush=True)
+    assert c["failed"] == 0, line
+    assert c["driver_failures"] == 0, line
+    assert served_during > 0, line
+    assert stats_one["ring"]["latest"] == latest, line
+    assert stats_two["ring"]["latest"] == latest, line
