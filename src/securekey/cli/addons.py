@@ -463,6 +463,7 @@ def addons_rotate(
       Rotating securekey-solid-14332... done
       Released ⬢ service-1 v3: Update SECURE by securekey-solid-14332
       Released ⬢ service-2 v3: Update SERVICE_ONE_SECURE by securekey-solid-14332
+
     \b
       $ securekey addons:rotate --app service-2 --emergency --confirm service-2
       Rotating (emergency) add-ons of ⬢ service-2 ━━━━━━━━━━━━━━━━━━━━ 2/2 0:00:00

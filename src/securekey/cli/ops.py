@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from securekey.cli.context import Cli, use
+from securekey.cli.context import Cli, JsonOption, use
 from securekey.cli.errors import CliError
 from securekey.exceptions import ConfigurationError
 
@@ -93,6 +93,7 @@ def backup(
         bool,
         typer.Option("--jsonl", help="JSON lines even on SQLite (the format PostgreSQL uses)."),
     ] = False,
+    json: JsonOption = False,
 ) -> None:
     """Take an online, consistent backup; stored keys stay encrypted in it.
 
@@ -117,6 +118,9 @@ def backup(
         raise CliError(f"Cannot write the backup {file}: {exc.strerror}.") from None
     finally:
         engine.dispose()
+    if json:
+        cli.out.json({"file": str(file), "counts": counts})
+        return
     cli.out.tell(f"Backed up {_counts_line(counts)} to {file}.")
 
 
@@ -125,6 +129,7 @@ def restore(
     file: Annotated[Path, typer.Argument(help="A file made by `securekey backup`.")],
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    json: JsonOption = False,
 ) -> None:
     """Restore a backup into an EMPTY database, with the master key it was taken under.
 
@@ -160,6 +165,9 @@ def restore(
         raise CliError(exc.message) from None
     finally:
         engine.dispose()
+    if json:
+        cli.out.json({"file": str(file), "counts": counts})
+        return
     cli.out.tell(f"Restored {_counts_line(counts)} from {file}.")
 
 

@@ -6,6 +6,7 @@ The supervisor lives in ``securekey.client._run``; this command hands it the raw
 from __future__ import annotations
 
 import importlib
+import textwrap
 from typing import Any
 
 import typer
@@ -43,7 +44,13 @@ def run_help(module: Any) -> str:
         rows.append((names, text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")))
     rows.sort(key=lambda row: row[0].startswith("-h"))  # help last, as everywhere else
     width = max(len(n) for n, _ in rows) + 2
-    lines = [f"  {n.ljust(width)}{t}" for n, t in rows]
+    # Wrapped as click wraps the other commands' options: an 80-column terminal stays readable.
+    room = max(30, 80 - 2 - width)
+    lines = []
+    for name, text in rows:
+        wrapped = textwrap.wrap(text, room) or [""]
+        lines.append(f"  {name.ljust(width)}{wrapped[0]}")
+        lines += [" " * (2 + width) + more for more in wrapped[1:]]
     return (
         "Usage: securekey run [OPTIONS] -- COMMAND [ARGS]...\n\n  "
         + _ABOUT

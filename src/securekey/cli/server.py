@@ -120,7 +120,7 @@ def server(
     Lost every operator token? `securekey server operator-token create` mints one offline.
 
     \b
-    Examples:
+    Example:
       $ securekey server --data-dir ./data --port 5000
       $ securekey server --host 0.0.0.0 --tls-cert server.pem --tls-key server.key
       $ securekey server operator-token create --data-dir ./data
