@@ -105,7 +105,9 @@ def test_tokens_create_list_revoke(cli: Cli, http: httpx.Client) -> None:
         (("tokens", "-a", "nope-app"), ["Couldn't find that app"]),
     )
     revoked_token = cli.env(SECUREKEY_TOKEN=token)
-    one_clear_line(cli("config", "-a", "tok-app", env=revoked_token), "rejected the token")
+    one_clear_line(
+        cli("config", "-a", "tok-app", env=revoked_token), "unknown or was revoked", "tokens:create"
+    )
 
 
 def test_webhooks_add_list_remove(cli: Cli, http: httpx.Client) -> None:
@@ -151,4 +153,4 @@ def test_run_starts_the_command_with_the_apps_vars(cli: Cli, http: httpx.Client)
     assert "got hello" in result.out
     no_token = cli("run", "-a", "run-app", "--", "true", env=cli.env(SECUREKEY_TOKEN=None))
     assert no_token.code == 2
-    assert "no token" in no_token.err
+    assert "No token" in no_token.err
