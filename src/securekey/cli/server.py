@@ -63,7 +63,7 @@ def server(
     SQLite in ./data by default; a first start prints an operator token, once.
 
     \b
-    Examples:
+    Example:
       $ securekey server --data-dir ./data --port 5000
       $ securekey server --host 0.0.0.0 --tls-cert server.pem --tls-key server.key
     """
