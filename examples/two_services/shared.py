@@ -162,12 +162,15 @@ def close_ring(ring: KeyRing) -> None:
 def ring_stats(ring: KeyRing) -> dict[str, object]:
     """What a ring may say about itself in public: fingerprints and counters, never keys."""
     latest, previous = ring.current.fingerprints
-    release = ring.release if isinstance(ring, WatchedKeyRing) else None
+    watcher = ring.watcher if isinstance(ring, WatchedKeyRing) else None
     return {
         "latest": latest,
         "previous": previous,
         "refreshes": ring.refreshes,
-        "release": release,
+        "release": watcher.release if watcher else None,
+        # How many times the push stream was (re)opened, and whether it is open now.
+        "streams_opened": watcher.streams_opened if watcher else None,
+        "streaming": watcher.streaming if watcher else None,
         "pid": os.getpid(),
     }
 

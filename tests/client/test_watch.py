@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from securekey.api.routes.extras import SHUTDOWN_EVENT
 from securekey.client import (
     AsyncWatchedKeyRing,
     Backoff,
@@ -21,6 +22,7 @@ from securekey.client import (
     ServerUnavailableError,
     WatchedKeyRing,
 )
+from securekey.client._api import SSEParser
 from securekey.exceptions import (
     AuthenticationError,
     ForbiddenError,
@@ -99,6 +101,51 @@ def test_the_watcher_resumes_with_last_event_id(fake: FakeSecureKeyServer) -> No
         await watcher.aclose()
 
     asyncio.run(main())
+
+
+def test_a_graceful_end_of_stream_is_a_quiet_reconnect_after_the_retry_hint(
+    fake: FakeSecureKeyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``event: shutdown`` is no failure: no warning, and the watcher reconnects after the
+    server's ``retry:`` hint (not its own long backoff), resuming with Last-Event-ID."""
+    retry = 0.3
+
+    async def main() -> float:
+        # Backoff and polling so slow that only honouring ``retry`` can reconnect in time.
+        watcher = _watcher(fake, backoff=Backoff(base=60, cap=60), poll_interval=60)
+        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+        await watcher.fetch()
+        watcher.add_listener(queue.put_nowait)
+        task = asyncio.ensure_future(watcher.run())
+        while fake.open_streams < 1:
+            await asyncio.sleep(0.01)
+        ended = time.monotonic()
+        fake.end_streams(retry=retry)
+        fake.rotate()  # made between the two streams: the resumed one must bring it
+        assert (await asyncio.wait_for(queue.get(), 10)).release == 2
+        took = time.monotonic() - ended
+        assert watcher.streams_opened == 2
+        assert watcher.shutdowns_seen == 1
+        assert fake.last_event_ids == ["1", "1"]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await watcher.aclose()
+        return took
+
+    with caplog.at_level(logging.INFO, "securekey.client"):
+        took = asyncio.run(main())
+    assert retry <= took < 10, took
+    assert "Lost the config-var stream" not in caplog.text
+    assert [r.levelname for r in caplog.records if "shut down" in r.getMessage()] == ["INFO"]
+
+
+def test_the_servers_shutdown_event_is_what_the_sdk_understands() -> None:
+    """The real server's last event parses as ``shutdown`` with its retry hint in ms."""
+    parser = SSEParser()
+    events = [parser.feed(line) for line in SHUTDOWN_EVENT.decode().split("\n")]
+    [event] = [e for e in events if e is not None]
+    assert event.event == "shutdown"
+    assert parser.retry == 1000
 
 
 def test_the_watcher_polls_when_the_stream_is_missing(fake: FakeSecureKeyServer) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.faults.conftest import own_pg  # noqa: F401 - a PostgreSQL server a test may stop
 from tests.servers import Server, running_server
 
 #: The first webhook retry comes this many seconds after a failure (then doubles).

@@ -33,6 +33,7 @@ __all__ = [
     "Endpoint",
     "SSEEvent",
     "SSEParser",
+    "StreamShutdown",
     "parse_etag",
     "tls_verify",
 ]
@@ -136,6 +137,17 @@ class SSEEvent:
     event: str
     data: str
     id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamShutdown:
+    """The server ended the stream on purpose (``event: shutdown``, graceful shutdown).
+
+    ``retry`` is the server's ``retry:`` hint in seconds, or None without one: reconnect after
+    it, resuming with ``Last-Event-ID`` (to another replica, as a rule). Not a failure.
+    """
+
+    retry: float | None
 
 
 class SSEParser:
@@ -289,10 +301,11 @@ class Endpoint:
 
     async def astream(
         self, client: httpx.AsyncClient, last_event_id: int | None, read_timeout: float
-    ) -> AsyncIterator[ConfigSnapshot | None]:
+    ) -> AsyncIterator[ConfigSnapshot | StreamShutdown | None]:
         """Follow the event stream: None once it is open, then a snapshot per ``config`` event.
 
-        Ends when the server ends the stream. Raises SecureKeyError subclasses for refusals
+        Ends when the server ends the stream; a graceful end (``event: shutdown``) yields a
+        ``StreamShutdown`` last. Raises SecureKeyError subclasses for refusals
         and for a server that does not stream.
         """
         timeout = httpx.Timeout(10.0, read=read_timeout)
@@ -317,6 +330,10 @@ class Endpoint:
                 parser = SSEParser()
                 async for line in response.aiter_lines():
                     event = parser.feed(line)
+                    if event is not None and event.event == "shutdown":
+                        retry = None if parser.retry is None else parser.retry / 1000
+                        yield StreamShutdown(retry)
+                        return
                     if event is None or event.event != "config":
                         continue
                     if event.id is None or not event.id.isdigit():

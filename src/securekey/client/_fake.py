@@ -65,6 +65,8 @@ class _Subscription:
     event: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
     ping_due: bool = False
+    #: Sent once before the stream ends (the real server's ``event: shutdown``), if set.
+    farewell: bytes | None = None
 
     def _ping(self) -> None:
         self.ping_due = True
@@ -84,7 +86,8 @@ class _Subscription:
         """The next bytes to send (an event or a ping), or None when the stream ends."""
         while True:
             if self.closed:
-                return None
+                farewell, self.farewell = self.farewell, None
+                return farewell
             state = self.server._state(self.app)
             if state is None:
                 return None
@@ -223,11 +226,22 @@ class FakeSecureKeyServer:
         for sub in subs:
             sub.close()
 
-    def end_streams(self) -> None:
-        """End every open stream now, as a server restart would; new ones are accepted."""
+    def end_streams(self, *, retry: float | None = None) -> None:
+        """End every open stream now, as a server restart would; new ones are accepted.
+
+        With ``retry`` (seconds) each stream ends gracefully, as a stopping server's does:
+        ``retry: <ms>`` and ``event: shutdown`` first.
+        """
         with self._lock:
             subs = list(self._subs)
+        farewell = None
+        if retry is not None:
+            farewell = (
+                f"retry: {round(retry * 1000)}\nevent: shutdown\n"
+                'data: {"reason": "the server is stopping; reconnect"}\n\n'
+            ).encode()
         for sub in subs:
+            sub.farewell = farewell
             sub.close()
 
     @property

@@ -20,7 +20,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from securekey.client._api import ConfigSnapshot, Endpoint, tls_verify
+from securekey.client._api import ConfigSnapshot, Endpoint, StreamShutdown, tls_verify
 from securekey.client._ring import KeyRing
 from securekey.domain.keys import KeyPair, parse_pair
 from securekey.exceptions import SecureKeyError, ValidationError
@@ -29,6 +29,9 @@ __all__ = ["AsyncWatchedKeyRing", "Backoff", "ConfigWatcher", "SnapshotCallback"
 
 log = logging.getLogger("securekey.client")
 T = TypeVar("T")
+
+#: The longest ``retry:`` hint honoured after a graceful end of stream, in seconds.
+SHUTDOWN_RETRY_CAP = 30.0
 
 #: Called with each new snapshot, in the watcher's event loop thread.
 SnapshotCallback = Callable[[ConfigSnapshot], None]
@@ -97,7 +100,10 @@ class ConfigWatcher:
         #: True while a stream is open; ``streams_opened`` counts successful connections.
         self.streaming = False
         self.streams_opened = 0
+        #: Streams the server ended on purpose (``event: shutdown``): reconnected at once.
+        self.shutdowns_seen = 0
         self._failing = False
+        self._shutdown: StreamShutdown | None = None
 
     @property
     def release(self) -> int | None:
@@ -142,7 +148,9 @@ class ConfigWatcher:
             if not opened:
                 opened = True
                 self._connected()
-            if snapshot is not None:
+            if isinstance(snapshot, StreamShutdown):
+                self._shutdown = snapshot
+            elif snapshot is not None:
                 yield snapshot
 
     def _connected(self) -> None:
@@ -186,10 +194,12 @@ class ConfigWatcher:
     async def run(self) -> None:
         """Follow the stream until cancelled; survives any server trouble."""
         while True:
+            self._shutdown = None
             try:
                 async for snapshot in self._stream():
                     await self._deliver(snapshot)
-                self._failed("the server ended the stream")
+                if self._shutdown is None:
+                    self._failed("the server ended the stream")
             except SecureKeyError as exc:
                 self._failed(exc.message)
             except (httpx.HTTPError, ValueError) as exc:
@@ -199,7 +209,24 @@ class ConfigWatcher:
                 self._failing = True
             finally:
                 self.streaming = False
-            await self._wait_polling(self._backoff.next())
+            if self._shutdown is not None:
+                await self._after_shutdown(self._shutdown)
+            else:
+                await self._wait_polling(self._backoff.next())
+
+    async def _after_shutdown(self, notice: StreamShutdown) -> None:
+        """The server is stopping: no failure, reconnect after its ``retry`` hint (at once
+        without one), resuming with Last-Event-ID, most likely on another replica."""
+        self.shutdowns_seen += 1
+        delay = min(max(0.0, notice.retry or 0.0), SHUTDOWN_RETRY_CAP)
+        log.info(
+            "The securekey server ended %s's config-var stream to shut down; "
+            "reconnecting in %.1fs.",
+            self.endpoint.app,
+            delay,
+        )
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def aclose(self) -> None:
         """Close the HTTP client (cancel ``run`` first)."""
