@@ -165,7 +165,7 @@ def test_webhook_deliveries_are_queued_for_every_release_of_a_batch(
     """An app with a webhook gets one pending delivery per release the batch made there."""
     _fleet(service)
     hooks = WebhookService(store, clock)
-    hooks.create("app-a", "http://127.0.0.1:9/hook", ["api:release"])
+    hooks.create("app-a", "https://hooks.example.com/hook", ["api:release"])
     clock.advance(timedelta(days=8))
     service.rotate_due(clock.now(), limit=10)
     _, deliveries = hooks.deliveries("app-a")
