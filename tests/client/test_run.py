@@ -297,4 +297,4 @@ def test_run_reads_the_token_from_a_file_or_stdin(
         token_args=("--token-file", str(tmp_path / "nope")), env=env
     )
     assert missing.process.wait(15) == 2
-    assert "cannot read --token-file" in missing.errors()
+    assert "Cannot read --token-file" in missing.errors()
