@@ -41,14 +41,23 @@ ILLUSTRATIVE: dict[tuple[str, str], str] = {
         "Authorization: Bearer 3F6D463C2A79289DC5B3C13A4EB2736B0D51A80234CAEAF0EA12D15F12E9FDEE",
     ): "wire format",
     ("docs/sdk.md", "HTTP/1.1 200 OK"): "wire format",
+    ("docs/sdk.md", "HTTP/1.1 401 Unauthorized"): "wire format",
+    (
+        "docs/sdk.md",
+        "Handed LATEST fc4704b78708 over to 10.0.3.7, which presented PREVIOUS 04b87c368a9a, 12 s after the pair changed (key handover #3). If no service of yours is that caller, PREVIOUS has leaked: rotate with --emergency.",  # noqa: E501
+    ): "a log line; tests/client asserts the handover log",
+    (
+        "docs/sdk.md",
+        "import redis  # not a securekey dependency: any client with set(name, value, nx=, px=) works",  # noqa: E501
+    ): "needs a Redis server; KeyValueReplayCache runs against an in-memory client in tests/client",
     (
         "docs/sdk.md",
         "Securekey-Signature: keyid=<12 hex>,ts=<Unix seconds>,nonce=<16 to 64 hex>,sig=<64 hex>",
     ): "wire format",
-    ("docs/sdk.md", "securekey-v1"): "checked against the sign_request block's output below",
+    ("docs/sdk.md", "securekey-v2"): "checked against the sign_request block's output below",
     (
         "docs/sdk.md",
-        "Securekey-Signature: keyid=04b87c368a9a,ts=1764460800,nonce=9f86d081884c7d659a2feaa0c55ad015,sig=dbd6fb3d73261187b3c66761452690b72ce601ae3ca645c0b5f83cad96931113",  # noqa: E501
+        "Securekey-Signature: keyid=04b87c368a9a,ts=1764460800,nonce=9f86d081884c7d659a2feaa0c55ad015,sig=c4075456e39c2a752fded313e57f19b9e1c825d1750fad5170da6e0a039bd037",  # noqa: E501
     ): "asserted by the sign_request block",
     # README's Python blocks are one-screen summaries of docs/sdk.md's runnable blocks (which
     # run here in full); they name the reader's objects (URL, APP_TOKEN, app, wsgi_app).
@@ -56,7 +65,7 @@ ILLUSTRATIVE: dict[tuple[str, str], str] = {
     ("README.md", "import httpx, requests"): "summary of sdk.md",
     (
         "README.md",
-        "from securekey.client import SecureKeyMiddleware, SecureKeyWSGIMiddleware",
+        "from securekey.client import HandoverStats, KeyValueReplayCache, SecureKeyMiddleware, SecureKeyWSGIMiddleware",  # noqa: E501
     ): "summary of sdk.md",
     ("README.md", "import os"): "summary of sdk.md (Django)",
     ("README.md", "from itsdangerous import URLSafeSerializer"): "summary of sdk.md (Flask)",
@@ -228,7 +237,7 @@ def test_the_signing_example_prints_the_documented_canonical_string(
 ) -> None:
     """The canonical string docs/sdk.md shows is what its sign_request block prints."""
     found = blocks()
-    shown = next(b for b in found if b.first == "securekey-v1").text.strip()
+    shown = next(b for b in found if b.first == "securekey-v2").text.strip()
     code = next(b for b in found if "canonical_request(" in b.text and b.lang == "python").text
     done = _python(code, world.env, tmp_path)
     assert done.returncode == 0, done.stderr
