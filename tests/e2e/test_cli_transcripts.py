@@ -200,13 +200,15 @@ class Scene:
     """The state a block assumes, made over the API; ``before`` runs before named commands."""
 
     setup: Callable[[httpx.Client], None]
-    before: dict[str, Callable[[httpx.Client], None]] = field(default_factory=dict)
+    before: dict[str, Callable[[httpx.Client, str], None]] = field(default_factory=dict)
     #: Commands run against a port where nothing listens (the connection-error transcript).
     offline: tuple[str, ...] = ()
     #: ``ska_…`` is a token the server does not know (the refused-token transcript).
     unknown_app_token: bool = False
     #: Log in (saved credentials) instead of SECUREKEY_URL and SECUREKEY_TOKEN.
     saved_login: bool = False
+    #: The terminal's width the transcript was taken at.
+    columns: int = 80
 
 
 def _apps(http: httpx.Client, *names: str) -> None:
@@ -214,7 +216,7 @@ def _apps(http: httpx.Client, *names: str) -> None:
         assert http.post("/apps", json={"name": name}).status_code == 201
 
 
-def _addon(http: httpx.Client) -> None:
+def _addon(http: httpx.Client, _name: str = "") -> None:
     created = http.post(
         "/apps/service-1/addons",
         json={"plan": {"name": "securekey:fortnightly"}, "name": "securekey-solid-14332"},
@@ -237,8 +239,8 @@ def _seed(http: httpx.Client) -> None:
 _attachments: list[str] = []
 
 
-def _rotate(http: httpx.Client) -> None:
-    rotated = http.post("/addons/securekey-solid-14332/actions/rotate")
+def _rotate(http: httpx.Client, name: str = "securekey-solid-14332") -> None:
+    rotated = http.post(f"/addons/{name}/actions/rotate")
     assert rotated.status_code < 300, rotated.text
 
 
@@ -269,8 +271,7 @@ SCENES: dict[str, Scene] = {
         lambda http: _apps(http, "service-2"), before={"securekey apps:info service-1": _addon}
     ),
     "securekey addons:create securekey:fortnightly -a service-1": Scene(
-        lambda http: _apps(http, "service-1", "service-2"),
-        before={"securekey addons:info securekey-solid-14332": _rotate},
+        lambda http: _apps(http, "service-1", "service-2")
     ),
     "securekey addons:destroy securekey-solid-14332 -a service-1 --confirm service-1": Scene(_seed),
     "securekey addons:rotate securekey-solid-14332": Scene(_seed),
@@ -284,7 +285,7 @@ SCENES: dict[str, Scene] = {
     "securekey server --host 127.0.0.1 --port 5000 --data-dir ./data": Scene(_nothing),
     "securekey --install-completion": Scene(_nothing),
     "securekey addons:rotate --app service-2 --emergency": Scene(_nothing),
-    'securekey tokens:create --operator -d "ci deploys"': Scene(_nothing),
+    'securekey tokens:create --operator -d "ci deploys"': Scene(_nothing, columns=100),
     "SECUREKEY_TOKEN=ska_… securekey run -a service-2 -- gunicorn app:app (2)": Scene(
         _nothing, unknown_app_token=True
     ),
@@ -355,6 +356,7 @@ def test_transcript(key: str, steps: list[Step], tmp_path: Path) -> None:
         server.client() as http,
     ):
         scene.setup(http)
+        (tmp_path / "data").chmod(0o700)  # as `securekey server` makes ./data
         bindings = Bindings(server, http, tmp_path)
         bindings.unknown = scene.unknown_app_token
         cli = Cli(tmp_path, server)
@@ -364,10 +366,11 @@ def test_transcript(key: str, steps: list[Step], tmp_path: Path) -> None:
             assert _run(login, [], env, cli, tmp_path, terminal=False)[0] == 0
         for step in runnable:
             if step.command in scene.before:
-                scene.before[step.command](http)
+                scene.before[step.command](http, bindings.command("securekey-solid-14332"))
             answers = [line[2:] for line in step.shown if line.startswith("> ")]
             shown = step.shown
             env = _env(cli, step.command in scene.offline, scene.saved_login)
+            env["COLUMNS"] = str(scene.columns)
             command = bindings.command(step.command)
             code, out = _run(command, answers, env, cli, tmp_path, step.terminal)
             printed = [line.rstrip() for line in strip_ansi(out).splitlines()]
