@@ -3,20 +3,22 @@
 Each fenced block of docs/cli.md is a list of ``$ securekey …`` commands, each followed by the
 lines it prints. The test runs the commands in order in bash (stdout and stderr together, as a
 terminal shows them; a command whose transcript has a ``> answer`` line runs on a
-pseudo-terminal and types the answer), on a fresh server per block holding the state the block
-assumes, made over the API first. Printed lines must equal the documented ones except for
-placeholders that differ by nature: made-up add-on names and UUIDs (the first one seen is bound
-to the documented one and substituted in later commands), key material, fingerprints, times
-and dates, the port, tokens (``sko_…``, ``ska_…``), a hex secret shown as ``0f4e…``, and the
+pseudo-terminal and types the answer, as does one whose comment says "on a terminal"), on a
+fresh server per block holding the state the block assumes, made over the API first. Printed
+lines must equal the documented ones except for placeholders that differ by nature: made-up
+add-on names and UUIDs (the first one seen is bound to the documented one and substituted in
+later commands), key material, fingerprints, times and dates, the port, the home directory
+(``/home/you``), tokens (``sko_…``, ``ska_…``), a hex secret shown as ``0f4e…``, and the
 spacing of table columns (their width follows the made-up names). A line ``…`` stands for any
 lines. ``# comment`` after a command or a shown line is the reader's note and is dropped. A
-command with no lines shown must succeed; what it prints is not checked. Blocks or commands
-that cannot run here are listed in ``SKIPPED`` with their reason, and a block neither run nor
-listed fails the test.
+command with no lines shown must succeed; what it prints is not checked. Commands that cannot
+run here are listed in ``SKIPPED`` with their reason, and a block without a scene here fails
+the test.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 import subprocess
@@ -209,14 +211,18 @@ class Scene:
     saved_login: bool = False
     #: The terminal's width the transcript was taken at.
     columns: int = 80
+    #: Listings whose rows (below the header and rule) come in no set order (sorted by id).
+    unordered: tuple[str, ...] = ()
 
 
 def _apps(http: httpx.Client, *names: str) -> None:
+    """Create the apps ``names``."""
     for name in names:
         assert http.post("/apps", json={"name": name}).status_code == 201
 
 
 def _addon(http: httpx.Client, _name: str = "") -> None:
+    """Give service-1 the doc's fortnightly add-on, under the doc's name."""
     created = http.post(
         "/apps/service-1/addons",
         json={"plan": {"name": "securekey:fortnightly"}, "name": "securekey-solid-14332"},
@@ -236,15 +242,18 @@ def _seed(http: httpx.Client) -> None:
     _attachments.append(attached.json()["id"])
 
 
+#: The ids of the attachments ``_seed`` made, newest last.
 _attachments: list[str] = []
 
 
 def _rotate(http: httpx.Client, name: str = "securekey-solid-14332") -> None:
+    """Rotate the add-on ``name`` once, as an operator."""
     rotated = http.post(f"/addons/{name}/actions/rotate")
     assert rotated.status_code < 300, rotated.text
 
 
 def _rotated_and_detached(http: httpx.Client) -> None:
+    """The walkthrough's state after its rotation and detach."""
     _seed(http)
     _rotate(http)
     gone = http.delete(f"/addon-attachments/{_attachments[-1]}")
@@ -252,6 +261,7 @@ def _rotated_and_detached(http: httpx.Client) -> None:
 
 
 def _log_level(http: httpx.Client) -> None:
+    """The walkthrough's state with LOG_LEVEL=debug set on service-1."""
     _seed(http)
     patched = http.patch("/apps/service-1/config-vars", json={"LOG_LEVEL": "debug"})
     assert patched.status_code == 200, patched.text
@@ -285,7 +295,9 @@ SCENES: dict[str, Scene] = {
     "securekey server --host 127.0.0.1 --port 5000 --data-dir ./data": Scene(_nothing),
     "securekey --install-completion": Scene(_nothing),
     "securekey addons:rotate --app service-2 --emergency": Scene(_nothing),
-    'securekey tokens:create --operator -d "ci deploys"': Scene(_nothing, columns=100),
+    'securekey tokens:create --operator -d "ci deploys"': Scene(
+        _nothing, columns=100, unordered=("securekey tokens --operator",)
+    ),
     "SECUREKEY_TOKEN=ska_… securekey run -a service-2 -- gunicorn app:app (2)": Scene(
         _nothing, unknown_app_token=True
     ),
@@ -377,5 +389,10 @@ def test_transcript(key: str, steps: list[Step], tmp_path: Path) -> None:
             assert code == 0 or shown, f"$ {step.command}\n{out}"
             if not shown:
                 continue
-            why = bindings.match(shown, printed)
+            orders = [printed]
+            if step.command in scene.unordered:
+                head, rows = printed[:2], printed[2:]
+                orders = [head + list(rows) for rows in itertools.permutations(rows)]
+            whys = [bindings.match(shown, order) for order in orders]
+            why = None if None in whys else whys[0]
             assert why is None, f"$ {step.command}: {why}\nprinted:\n" + "\n".join(printed)
