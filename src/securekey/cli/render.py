@@ -309,12 +309,17 @@ class Renderer:
                 last = i == len(texts) - 1
                 out.append_text(text)
                 if not last:
-                    out.append(" " * (widths[i] - cell_len(text.plain) + gap))
+                    out.append(" " * (max(widths[i] - cell_len(text.plain), 0) + gap))
             out.rstrip()
             return out
 
         if titles:
-            self._out.print(line([Text(c.title, style="bold") for c in columns]))
+            # A title is cut like any cell when its column had to shrink below it.
+            heads = [
+                c.title if cell_len(c.title) <= w else _cut(c.title, w)
+                for c, w in zip(columns, widths, strict=True)
+            ]
+            self._out.print(line([Text(h, style="bold") for h in heads]))
             self._out.print(line([Text("─" * w, style="dim") for w in widths]))
         for row in cells:
             for n in range(max(len(cell) for cell in row)):
