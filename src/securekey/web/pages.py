@@ -31,6 +31,9 @@ __all__ = [
 PLAN_NAMES = [f"{SERVICE}:{name}" for name in PLANS]
 _ROTATIONS = ("addon.rotate", "addon.rotate_emergency")
 AUDIT_ROWS = 200
+#: Events read per store query while filtering, and at most how many such pages per view.
+AUDIT_PAGE = 1000
+AUDIT_PAGES = 20
 
 
 def _names(service: SecureKeyService) -> dict[str, str]:
@@ -143,27 +146,36 @@ def _when(text: str, *, end: bool = False) -> datetime | None:
 def audit_page(service: SecureKeyService, wanted: AuditFilter) -> dict[str, Any]:
     """The newest audit events matching every given filter, newest first."""
     since, until = wanted.bounds()
-    # TODO(audit filters): pass actor/target/since/until to SecureKeyService.audit_events once
-    # it takes them; until then the exact action is filtered by the store and the rest here.
+    # Exact filters (actor, time, a whole action name) are the store's, newest first, in pages;
+    # an action prefix (``addon.``) and a part of a target's name are matched here.
     exact_action = wanted.action if wanted.action and not wanted.action.endswith(".") else None
-    events = service.audit_events(action=exact_action)
+    actor = wanted.actor.strip() or None
     target = wanted.target.strip().lower()
-    chosen = []
-    for event in reversed(events):
-        if wanted.actor and event.actor != wanted.actor.strip():
-            continue
-        if wanted.action and not event.action.startswith(wanted.action.strip()):
-            continue
-        if target and target not in event.target_name.lower() and target != event.target_id:
-            continue
-        if since is not None and event.at < since:
-            continue
-        if until is not None and event.at >= until:
-            continue
-        chosen.append(event)
-        if len(chosen) >= AUDIT_ROWS:
+    chosen: list[AuditEvent] = []
+    before: int | None = None
+    for _ in range(AUDIT_PAGES):
+        page = service.audit_events(
+            action=exact_action,
+            actor=actor,
+            since=since,
+            until=until,
+            before_seq=before,
+            newest_first=True,
+            limit=AUDIT_PAGE,
+        )
+        for event in page:
+            if wanted.action and not event.action.startswith(wanted.action.strip()):
+                continue
+            if target and target not in event.target_name.lower() and target != event.target_id:
+                continue
+            chosen.append(event)
+            if len(chosen) >= AUDIT_ROWS:
+                break
+        if len(chosen) >= AUDIT_ROWS or len(page) < AUDIT_PAGE:
             break
-    everything = events if exact_action is None else service.audit_events()
+        before = page[-1].seq
+    # The filter menus offer what the recent log holds, not the whole history.
+    everything = service.audit_events(newest_first=True, limit=AUDIT_PAGE)
     return {
         "events": chosen,
         "filter": wanted,
