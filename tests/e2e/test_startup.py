@@ -223,7 +223,7 @@ CASES = [
     Case("bad-master-key-text", _bad_key_text, ("not valid base64", "openssl rand")),
     Case("key-file-unreadable", _missing_key_file_var, ("Cannot read the master key file",)),
     Case("operator-token-too-short", _short_token, ("SECUREKEY_OPERATOR_TOKEN must be",)),
-    Case("bad-log-level", _bad_log_level, ("--log-level", "is not one of")),
+    Case("bad-log-level", _bad_log_level, ("--log-level must be", "not 'loud'")),
 ]
 
 

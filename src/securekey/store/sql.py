@@ -152,8 +152,20 @@ class SqlStore:
         )
         if migrate:
             upgrade(engine)
+        self._tokens_ready = False
+        try:
+            self._prepare_tokens()
+        except (OperationalError, InterfaceError, DBAPIError) as exc:
+            if not is_disconnect(exc):
+                raise
+            # Unreachable now: the first transaction that reaches the database does it.
+            self.health.failed(exc)
+
+    def _prepare_tokens(self) -> None:
+        """Load the token-digest key and convert legacy digests, once per store."""
         self._load_token_key()
         self._key_legacy_token_digests()
+        self._tokens_ready = True
 
     @classmethod
     def open(cls, url: str, cipher: Cipher, *, migrate: bool = True) -> SqlStore:
@@ -176,6 +188,8 @@ class SqlStore:
         notices: list[ReleaseNotice] = []
         events: list[AuditEvent] = []
         try:
+            if not self._tokens_ready:
+                self._prepare_tokens()
             with self.engine.connect() as conn:
                 if self.dialect == "sqlite":
                     conn = conn.execution_options(**{WRITE_OPTION: write})
