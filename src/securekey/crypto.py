@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from securekey.exceptions import ConfigurationError, IntegrityError
+from securekey.exceptions import ConfigurationError, DecryptionError
 
 __all__ = ["Cipher", "MasterKey", "ensure_private_dir", "write_private_file"]
 
@@ -214,10 +214,10 @@ class Cipher:
         return self.encrypt(key._raw, b"master-key-wrap:" + key.key_id.encode())
 
     def unwrap(self, key_id: str, blob: bytes) -> MasterKey:
-        """The master key ``key_id`` from its wrapped form; ``IntegrityError`` if it fails."""
+        """The master key ``key_id`` from its wrapped form; ``DecryptionError`` if it fails."""
         key = MasterKey(self.decrypt(blob, b"master-key-wrap:" + key_id.encode()))
         if key.key_id != key_id:
-            raise IntegrityError("A wrapped master key does not match its id.")
+            raise DecryptionError("A wrapped master key does not match its id.")
         return key
 
     def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
@@ -228,7 +228,7 @@ class Cipher:
         return _FORMAT + bytes.fromhex(master.key_id) + nonce + aead.encrypt(nonce, plaintext, aad)
 
     def decrypt(self, blob: bytes, aad: bytes) -> bytes:
-        """Decrypt a value from ``encrypt``; any tampering or wrong key is ``IntegrityError``."""
+        """Decrypt a value from ``encrypt``; any tampering or wrong key is ``DecryptionError``."""
         if blob[:1] == _LEGACY and len(blob) >= 1 + _NONCE + _TAG:
             nonce, body = blob[1 : 1 + _NONCE], blob[1 + _NONCE :]
             for aead in self._aeads.values():
@@ -236,15 +236,15 @@ class Cipher:
                     return aead.decrypt(nonce, body, aad)
                 except InvalidTag:
                     continue
-            raise IntegrityError(
+            raise DecryptionError(
                 "A stored value failed authentication: wrong master key or tampered data."
             )
         if blob[:1] != _FORMAT or len(blob) < 1 + _KEY_ID + _NONCE + _TAG:
-            raise IntegrityError("A stored value is malformed; the database may be damaged.")
+            raise DecryptionError("A stored value is malformed; the database may be damaged.")
         key_id = blob[1 : 1 + _KEY_ID].hex()
         found = self._aeads.get(key_id)
         if found is None:
-            raise IntegrityError(
+            raise DecryptionError(
                 f"A stored value is encrypted under master key {key_id}, which this process "
                 "does not hold: start it with that key (SECUREKEY_MASTER_KEY, or "
                 "SECUREKEY_OLD_MASTER_KEY during a master-key rotation)."
@@ -253,7 +253,7 @@ class Cipher:
         try:
             return found.decrypt(blob[start : start + _NONCE], blob[start + _NONCE :], aad)
         except InvalidTag:
-            raise IntegrityError(
+            raise DecryptionError(
                 "A stored value failed authentication: wrong master key or tampered data."
             ) from None
 
@@ -282,7 +282,7 @@ class Cipher:
             return False
         try:
             plain = self.decrypt(blob, b"master-key-check:" + key_id.encode())
-        except IntegrityError:
+        except DecryptionError:
             return False
         return hmac.compare_digest(plain, _CHECK_PLAINTEXT)
 
@@ -301,7 +301,7 @@ class Cipher:
     def use_token_key(self, key: bytes) -> None:
         """Make token digests under ``key`` (the one the database holds)."""
         if len(key) != 32:
-            raise IntegrityError("The stored token-digest key is not 32 bytes.")
+            raise DecryptionError("The stored token-digest key is not 32 bytes.")
         self._token_key = key
 
     def token_digest(self, sha256_hex: str) -> str:

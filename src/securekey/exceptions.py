@@ -13,7 +13,7 @@ The tree (the API maps each leaf to an HTTP status and a stable ``id`` in one ta
     ├── AuthenticationError      missing or unknown token                  (401)
     ├── ForbiddenError           a token used outside its scope            (403)
     ├── RateLimitedError         too many failed attempts                  (429)
-    ├── IntegrityError           stored ciphertext does not decrypt
+    ├── DecryptionError           stored ciphertext does not decrypt
     ├── RotationFailedError      a scheduled rotation failed and was rolled back
     ├── UnavailableError         the database cannot be reached right now   (503 unavailable)
     └── ConfigurationError       settings that cannot work (master key, URL)
@@ -32,8 +32,8 @@ __all__ = [
     "BusyError",
     "ConfigurationError",
     "ConflictError",
+    "DecryptionError",
     "ForbiddenError",
-    "IntegrityError",
     "LastAttachmentError",
     "NotFoundError",
     "RateLimitedError",
@@ -79,11 +79,15 @@ class NotFoundError(SecureKeyError):
 
 
 class ConflictError(SecureKeyError):
-    """A name is already taken, or a config var would clash with another one."""
+    """A name is already taken, or a config var would clash with another one.
+
+    Arguments in the same order as ``ValidationError``: the field (``None`` when no single
+    input is at fault), then the message.
+    """
 
     id = "conflict"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, field: str | None, message: str) -> None:
         super().__init__(message)
         self.field = field
 
@@ -92,6 +96,9 @@ class BusyError(ConflictError):
     """A concurrent change took the same row or name first; the request can be retried."""
 
     id = "conflict"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, message)
 
 
 class RefusedError(SecureKeyError):
@@ -150,7 +157,7 @@ class RateLimitedError(SecureKeyError):
         self.retry_after = retry_after
 
 
-class IntegrityError(SecureKeyError):
+class DecryptionError(SecureKeyError):
     """Stored ciphertext failed authentication: wrong master key or tampered data."""
 
     id = "integrity_error"

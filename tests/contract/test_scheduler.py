@@ -151,7 +151,7 @@ def test_a_failing_rotation_changes_nothing_is_audited_and_the_others_rotate(
     (_, keys) = _raw_rows(store, bad.id)
     good_blob = next(k.material_enc for k in keys if k.state == "latest")
     tampered = bytearray(good_blob)
-    tampered[-1] ^= 0xFF  # break the GCM tag: decryption now raises IntegrityError for real
+    tampered[-1] ^= 0xFF  # break the GCM tag: decryption now raises DecryptionError for real
     _set_latest_blob(store, bad.id, bytes(tampered))
     stored_before = _raw_rows(store, bad.id)
 

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from securekey.crypto import Cipher, MasterKey
-from securekey.exceptions import IntegrityError
+from securekey.exceptions import DecryptionError
 from securekey.store import make_engine, sqlite_url
 from securekey.store import tables as t
 from securekey.store.master_keys import ENCRYPTED, census
@@ -104,7 +104,7 @@ def test_master_key_rotation_online_resumable_and_old_key_retired(tmp_path: Path
     assert blobs
     for label, row, blob in blobs:
         col = next(c for c in ENCRYPTED if c.label == label)
-        with pytest.raises(IntegrityError):
+        with pytest.raises(DecryptionError):
             Cipher(old).decrypt(blob, col.aad(row))
         assert Cipher(new).decrypt(blob, col.aad(row))
     engine = make_engine(db_url)

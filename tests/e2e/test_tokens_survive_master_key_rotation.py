@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from securekey.crypto import Cipher, MasterKey
-from securekey.exceptions import IntegrityError
+from securekey.exceptions import DecryptionError
 from securekey.store import make_engine, sqlite_url
 from securekey.store import tables as t
 from securekey.store.sql import TOKEN_DIGEST_SECRET, _secret_aad
@@ -47,7 +47,7 @@ def test_app_and_operator_tokens_work_after_master_key_rotation(tmp_path: Path) 
             ).scalar_one()
     finally:
         engine.dispose()
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DecryptionError):
         Cipher(old).decrypt(blob, _secret_aad(TOKEN_DIGEST_SECRET))
     with running_server(data) as server, server.client() as http:
         consumer = http.get(

@@ -8,7 +8,7 @@ import secrets
 import pytest
 
 from securekey.crypto import Cipher, MasterKey
-from securekey.exceptions import ConfigurationError, IntegrityError
+from securekey.exceptions import ConfigurationError, DecryptionError
 
 AAD = b"key:addon-1:2"
 PLAIN = b"3F6D" * 16
@@ -42,14 +42,14 @@ def test_wrong_associated_data_fails(cipher: Cipher) -> None:
     """A ciphertext moved to another row (other add-on or version) does not decrypt."""
     blob = cipher.encrypt(PLAIN, AAD)
     for other in (b"key:addon-1:3", b"key:addon-2:2", b"", AAD + b"\x00"):
-        with pytest.raises(IntegrityError, match="failed authentication"):
+        with pytest.raises(DecryptionError, match="failed authentication"):
             cipher.decrypt(blob, other)
 
 
 def test_wrong_master_key_fails(cipher: Cipher) -> None:
     """A ciphertext does not decrypt under another master key."""
     blob = cipher.encrypt(PLAIN, AAD)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DecryptionError):
         Cipher(MasterKey.generate()).decrypt(blob, AAD)
 
 
@@ -60,7 +60,7 @@ def test_any_flipped_bit_fails(cipher: Cipher, where: int) -> None:
     """Flipping a bit in the nonce, the ciphertext or the tag makes decryption fail."""
     blob = bytearray(cipher.encrypt(PLAIN, AAD))
     blob[where] ^= 0x01
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DecryptionError):
         cipher.decrypt(bytes(blob), AAD)
 
 
@@ -70,8 +70,8 @@ def test_any_flipped_bit_fails(cipher: Cipher, where: int) -> None:
     ids=repr,
 )
 def test_malformed_blobs_fail_cleanly(cipher: Cipher, blob: bytes) -> None:
-    """Truncated blobs or an unknown format byte are IntegrityError, not a crash."""
-    with pytest.raises(IntegrityError, match="malformed"):
+    """Truncated blobs or an unknown format byte are DecryptionError, not a crash."""
+    with pytest.raises(DecryptionError, match="malformed"):
         cipher.decrypt(blob, AAD)
 
 
@@ -151,7 +151,7 @@ def test_ciphertexts_name_their_master_key_and_open_after_adopting_a_new_one() -
     assert cipher.decrypt(before, AAD) == cipher.decrypt(after, AAD) == PLAIN
     assert not cipher.is_current(before)
     assert cipher.is_current(cipher.reencrypt(before, AAD))
-    with pytest.raises(IntegrityError, match=f"master key {new.key_id}"):
+    with pytest.raises(DecryptionError, match=f"master key {new.key_id}"):
         Cipher(old).decrypt(after, AAD)
     assert Cipher(new).decrypt(after, AAD) == PLAIN
 
@@ -164,7 +164,7 @@ def test_legacy_format_without_key_id_still_opens() -> None:
     nonce = secrets.token_bytes(12)
     blob = b"\x01" + nonce + AESGCM(master.derive(b"aes-gcm-v1")).encrypt(nonce, PLAIN, AAD)
     assert Cipher(MasterKey.generate(), [master]).decrypt(blob, AAD) == PLAIN
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DecryptionError):
         Cipher(MasterKey.generate()).decrypt(blob, AAD)
 
 
@@ -184,5 +184,5 @@ def test_wrapped_key_unwraps_only_with_the_wrapping_key() -> None:
     blob = Cipher(master).wrap(new)
     assert new.to_base64() not in repr(blob)
     assert Cipher(master).unwrap(new.key_id, blob).to_base64() == new.to_base64()
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DecryptionError):
         Cipher(MasterKey.generate()).unwrap(new.key_id, blob)

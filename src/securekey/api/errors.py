@@ -32,7 +32,7 @@ _TABLE: list[tuple[type[exc.SecureKeyError], int]] = [
     (exc.RateLimitedError, 429),
     (exc.RotationFailedError, 503),
     (exc.UnavailableError, 503),
-    (exc.IntegrityError, 500),
+    (exc.DecryptionError, 500),
     (exc.ConfigurationError, 500),
 ]
 

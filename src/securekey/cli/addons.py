@@ -10,7 +10,7 @@ import typer
 from securekey.cli.apps import attached_elsewhere
 from securekey.cli.completion import complete_addons
 from securekey.cli.context import AppOption, Cli, JsonOption, alias_help, confirm, seg, use
-from securekey.cli.errors import ApiError, CliError
+from securekey.cli.errors import CliError, ResponseError
 from securekey.cli.render import Column, Part, Renderer, when
 
 __all__ = ["parse_config", "register"]
@@ -233,7 +233,7 @@ def addons_create(
         with out.action("Creating ", plan, " on ", out.app(app)) as status:
             addon = cli.api().post(f"/apps/{seg(app)}/addons", body)
             status.text = _price(addon)
-    except ApiError as error:
+    except ResponseError as error:
         if error.status == 422 and "already has an attachment named" in error.message:
             raise CliError(
                 f"{error.message} Use --as NAME to attach the new add-on under another name "
@@ -374,7 +374,7 @@ def addons_destroy(
     others = [a for a in attachments if a["app"]["name"] != owner]
     refused = {"attachments": [{"app": a["app"]["name"], "name": a["name"]} for a in others]}
     if others and not force:
-        error = ApiError("", status=422, id_="attached_elsewhere", body=refused)
+        error = ResponseError("", status=422, id_="attached_elsewhere", body=refused)
         raise attached_elsewhere(ctx, error, name)
     also: list[list[Part]] = [
         ["It is also attached to ", out.app(a["app"]["name"]), " as ", out.attachment(a["name"])]
@@ -394,7 +394,7 @@ def addons_destroy(
             )
             if gone.get("state") == "deprovisioning":
                 status.text = "pending"
-    except ApiError as error:
+    except ResponseError as error:
         if error.id == "attached_elsewhere":
             raise attached_elsewhere(ctx, error, name) from None
         raise

@@ -14,7 +14,7 @@ import httpx
 
 from securekey import __version__
 from securekey.cli.context import seg
-from securekey.cli.errors import ApiError, CliError
+from securekey.cli.errors import CliError, ResponseError
 from securekey.cli.session import Credentials
 
 __all__ = ["ApiClient", "Reply"]
@@ -226,7 +226,7 @@ class ApiClient:
             text = f"The server at {self.url} failed ({status} {id_}): {message} See its log."
         else:
             text = message
-        return ApiError(text, status=status, id_=id_, body=body)
+        return ResponseError(text, status=status, id_=id_, body=body)
 
 
 def _untrusted(exc: BaseException) -> ssl.SSLCertVerificationError | None:

@@ -8,13 +8,13 @@ import typer
 
 from securekey.cli.completion import complete_apps
 from securekey.cli.context import AppOption, JsonOption, confirm, seg, use
-from securekey.cli.errors import ApiError, CliError
+from securekey.cli.errors import CliError, ResponseError
 from securekey.cli.render import when
 
 __all__ = ["attached_elsewhere", "register"]
 
 
-def attached_elsewhere(ctx: typer.Context, error: ApiError, what: str) -> ApiError:
+def attached_elsewhere(ctx: typer.Context, error: ResponseError, what: str) -> ResponseError:
     """Explain a 422 ``attached_elsewhere``: list who still uses the key, suggest ``--force``."""
     out = use(ctx).out
     others = [a for a in error.body.get("attachments", []) if isinstance(a, dict)]
@@ -23,7 +23,7 @@ def attached_elsewhere(ctx: typer.Context, error: ApiError, what: str) -> ApiErr
         name, app = str(att.get("name", "?")), str(att.get("app", "?"))
         out.tell("       ", out.attachment(name), " on ", out.app(app))
     first = others[0] if others else {"name": "NAME", "app": "APP"}
-    return ApiError(
+    return ResponseError(
         f"Detach them first (securekey addons:detach {first['name']} -a {first['app']}), "
         "or re-run with --force to detach it everywhere.",
         status=error.status,
@@ -180,7 +180,7 @@ def apps_destroy(
     try:
         with out.action("Destroying ", out.app(name), " (including all add-ons)"):
             gone = cli.api().delete(f"/apps/{seg(name)}", {"force": force})
-    except ApiError as error:
+    except ResponseError as error:
         if error.id == "attached_elsewhere":
             raise attached_elsewhere(ctx, error, f"An add-on of {name}") from None
         raise

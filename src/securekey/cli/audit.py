@@ -14,7 +14,7 @@ import typer
 
 from securekey import __version__
 from securekey.cli.context import JsonOption, use
-from securekey.cli.errors import ApiError, CliError
+from securekey.cli.errors import CliError, ResponseError
 from securekey.cli.render import Column, when
 
 __all__ = ["parse_since", "register"]
@@ -192,7 +192,7 @@ def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
         )
         try:
             status = api.get("/status")
-        except ApiError as error:
+        except ResponseError as error:
             if error.status == 403:
                 _check(
                     results,

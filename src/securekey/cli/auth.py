@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from securekey.cli.context import JsonOption, use
-from securekey.cli.errors import ApiError, CliError
+from securekey.cli.errors import CliError, ResponseError
 from securekey.cli.session import Credentials, credentials_path, forget, resolve, save
 
 __all__ = ["register"]
@@ -82,7 +82,7 @@ def login(
     check = ApiClient(Credentials(server, token, "--url", "--token", found.ca_bundle))
     try:
         account = check.get("/account")
-    except ApiError as error:
+    except ResponseError as error:
         if error.status == 401:
             raise CliError(
                 f"The server at {server} does not know this token; nothing was saved. Use the "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ApiError", "CliError"]
+__all__ = ["CliError", "ResponseError"]
 
 
 class CliError(Exception):
@@ -19,7 +19,7 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
-class ApiError(CliError):
+class ResponseError(CliError):
     """The server refused a request; ``id`` and ``body`` are its Heroku-style error answer."""
 
     def __init__(self, message: str, *, status: int, id_: str, body: dict[str, Any]) -> None:

@@ -109,7 +109,7 @@ class SecureKeyService:
         app = App(id=new_id(), name=app_name, created_at=now, updated_at=now)
         with self.store.transaction() as tx:
             if tx.get_app(app_name) is not None:
-                raise ConflictError(f"Name {app_name} is already taken.", field="name")
+                raise ConflictError("name", f"Name {app_name} is already taken.")
             tx.add_app(app)
             release = self._release(tx, app, "Initial release", actor, now)
             self._audit(tx, actor, "app.create", "app", app.id, app.name, {}, now)
@@ -134,7 +134,7 @@ class SecureKeyService:
             if name == app.name:
                 return app
             if tx.get_app(name) is not None:
-                raise ConflictError(f"Name {name} is already taken.", field="name")
+                raise ConflictError("name", f"Name {name} is already taken.")
             tx.rename_app(app.id, name, now)
             tx.announce_identity_change(app.id)
             self._audit(tx, actor, "app.rename", "app", app.id, name, {"from": app.name}, now)
@@ -210,9 +210,9 @@ class SecureKeyService:
             if clashes:
                 att = owned[clashes[0]]
                 raise ConflictError(
+                    clashes[0],
                     f"{clashes[0]} is set by the add-on attachment {att.name} and cannot be "
                     "changed directly; detach or rotate the add-on instead.",
-                    field=clashes[0],
                 )
             current = tx.get_plain_vars(app.id)
             effective = {
@@ -312,7 +312,7 @@ class SecureKeyService:
             self._check_attachment_free(tx, app, att_name)
             if given_name is not None:
                 if tx.get_addon(given_name) is not None:
-                    raise ConflictError(f"Name {given_name} is already taken.", field="name")
+                    raise ConflictError("name", f"Name {given_name} is already taken.")
                 addon_name = given_name
             else:
                 addon_name = self._fresh_addon_name(tx)
@@ -725,16 +725,15 @@ class SecureKeyService:
         for att in tx.list_attachments(app_id=app.id):
             if att.name == att_name:
                 raise ConflictError(
-                    f"{app.name} already has an attachment named {att_name}.",
-                    field="attachment.name",
+                    "attachment.name", f"{app.name} already has an attachment named {att_name}."
                 )
             if att.var_name == var:  # pragma: no cover - names map one to one
-                raise ConflictError(f"{var} is already set on {app.name}.", field="name")
+                raise ConflictError("name", f"{var} is already set on {app.name}.")
         if var in tx.get_plain_vars(app.id):
             raise ConflictError(
+                "attachment.name",
                 f"{app.name} already has a config var {var}; unset it or attach under "
                 "another name.",
-                field="attachment.name",
             )
 
     def _fresh_addon_name(self, tx: Repository) -> str:
@@ -742,7 +741,7 @@ class SecureKeyService:
             candidate = names.generate_addon_name()
             if tx.get_addon(candidate) is None:
                 return candidate
-        raise ConflictError("Could not find a free add-on name; give one with --name.")
+        raise ConflictError(None, "Could not find a free add-on name; give one with --name.")
 
     def _config(self, tx: Repository, app_id: str) -> dict[str, str]:
         config = tx.get_plain_vars(app_id)

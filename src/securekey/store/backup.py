@@ -25,7 +25,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, Table
 
 from securekey.crypto import Cipher
-from securekey.exceptions import ConfigurationError, IntegrityError
+from securekey.exceptions import ConfigurationError, DecryptionError
 from securekey.store import tables as t
 from securekey.store.engine import make_engine, sqlite_url
 from securekey.store.master_keys import ACTIVE, ENCRYPTED, has_data
@@ -251,7 +251,7 @@ def _check_key(source: _Source, cipher: Cipher) -> None:
                 continue
             try:
                 cipher.decrypt(blob, col.aad(_Row(row)))
-            except IntegrityError:
+            except DecryptionError:
                 raise ConfigurationError(
                     f"The master key (id {cipher.key_id}) does not open this backup: set "
                     "SECUREKEY_MASTER_KEY to the key in use when the backup was taken."

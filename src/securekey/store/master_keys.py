@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from securekey.crypto import Cipher, MasterKey
-from securekey.exceptions import ConfigurationError, IntegrityError
+from securekey.exceptions import ConfigurationError, DecryptionError
 from securekey.store import tables as t
 from securekey.store.sql import _hook_aad, _key_aad, _secret_aad, _var_aad
 
@@ -124,7 +124,7 @@ def _sample_opens(conn: Connection, cipher: Cipher) -> bool:
         if row is not None:
             try:
                 cipher.decrypt(row.blob, col.aad(row))
-            except IntegrityError:
+            except DecryptionError:
                 return False
             return True
     return True

@@ -36,7 +36,7 @@ from securekey.domain.models import (
     Webhook,
 )
 from securekey.domain.rotation import RotationOutcome
-from securekey.exceptions import BusyError, IntegrityError, SecureKeyError, UnavailableError
+from securekey.exceptions import BusyError, DecryptionError, SecureKeyError, UnavailableError
 from securekey.services.ports import IDENTITY_CHANGED, ReleaseNotice
 from securekey.store import tables as t
 from securekey.store.engine import WRITE_OPTION, make_engine
@@ -486,14 +486,16 @@ class SqlRepository:
         found: dict[str, dict[str, Key]] = {}
         for addon_id, version, state, blob in rows:
             if blob is None:
-                raise IntegrityError("A key in service has no stored material.")
+                raise DecryptionError("A key in service has no stored material.")
             material = self.cipher.decrypt(blob, _key_aad(addon_id, version)).decode()
             found.setdefault(addon_id, {})[state] = Key(material)
         pairs = {}
         for addon_id in addon_ids:
             slots = found.get(addon_id, {})
             if set(slots) != {KeyState.LATEST.value, KeyState.PREVIOUS.value}:
-                raise IntegrityError("An add-on does not have exactly one LATEST and PREVIOUS key.")
+                raise DecryptionError(
+                    "An add-on does not have exactly one LATEST and PREVIOUS key."
+                )
             pairs[addon_id] = KeyPair(slots[KeyState.LATEST.value], slots[KeyState.PREVIOUS.value])
         return pairs
 

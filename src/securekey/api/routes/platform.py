@@ -109,7 +109,7 @@ def create_app(request: Request, who: Operator, body: AppCreate | None = None) -
             except ConflictError:
                 continue
         else:  # pragma: no cover - 20 clashes in a row
-            raise ConflictError("Could not find a free app name; give one.")
+            raise ConflictError(None, "Could not find a free app name; give one.")
     return json_response(app_resource(app, base_url(request)), 201)
 
 
