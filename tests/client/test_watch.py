@@ -22,7 +22,7 @@ from securekey.client import (
     ServerUnavailableError,
     WatchedKeyRing,
 )
-from securekey.client._api import SSEParser
+from securekey.client._sse import SSEParser
 from securekey.exceptions import (
     AuthenticationError,
     ForbiddenError,
@@ -142,8 +142,7 @@ def test_a_graceful_end_of_stream_is_a_quiet_reconnect_after_the_retry_hint(
 def test_the_servers_shutdown_event_is_what_the_sdk_understands() -> None:
     """The real server's last event parses as ``shutdown`` with its retry hint in ms."""
     parser = SSEParser()
-    events = [parser.feed(line) for line in SHUTDOWN_EVENT.decode().split("\n")]
-    [event] = [e for e in events if e is not None]
+    [event] = parser.feed(SHUTDOWN_EVENT)
     assert event.event == "shutdown"
     assert parser.retry == 1000
 
