@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 
@@ -94,28 +93,25 @@ def test_the_fake_hides_values_in_its_repr(fake: FakeSecureKeyServer) -> None:
     assert "service-1@v1" in repr(fake)
 
 
-def test_the_stream_sends_current_vars_then_each_release(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_the_stream_sends_current_vars_then_each_release(fake: FakeSecureKeyServer) -> None:
     """In process: an event on connect (id = release), then one per new release."""
-
-    async def main() -> None:
-        seen: list[SSEEvent] = []
-        parser = SSEParser()
-        async with (
-            httpx.AsyncClient(transport=fake.transport(), base_url=fake.url) as client,
-            client.stream("GET", STREAM, headers=AUTH) as response,
-        ):
-            assert response.headers["content-type"].startswith("text/event-stream")
-            async for chunk in response.aiter_bytes():
-                seen += [e for e in parser.feed(chunk) if e.comment is None]
-                if len(seen) == 1:
-                    fake.rotate()
-                elif len(seen) > 1:
-                    break
-        assert [(e.id, e.event) for e in seen] == [("1", "config"), ("2", "config")]
-        assert json.loads(seen[1].data) == {"SECURE_KEY": fake.pair().value}
-        assert fake.open_streams == 0
-
-    asyncio.run(main())
+    seen: list[SSEEvent] = []
+    parser = SSEParser()
+    async with (
+        httpx.AsyncClient(transport=fake.transport(), base_url=fake.url) as client,
+        client.stream("GET", STREAM, headers=AUTH) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for chunk in response.aiter_bytes():
+            seen += [e for e in parser.feed(chunk) if e.comment is None]
+            if len(seen) == 1:
+                fake.rotate()
+            elif len(seen) > 1:
+                break
+    assert [(e.id, e.event) for e in seen] == [("1", "config"), ("2", "config")]
+    assert json.loads(seen[1].data) == {"SECURE_KEY": fake.pair().value}
+    assert fake.open_streams == 0
 
 
 def test_the_stream_skips_the_first_event_for_a_current_last_event_id(live: Served) -> None:
@@ -135,54 +131,45 @@ def test_the_stream_skips_the_first_event_for_a_current_last_event_id(live: Serv
     assert fake.last_event_ids == ["2"]
 
 
-def test_the_stream_pings_while_idle() -> None:
+@pytest.mark.anyio
+async def test_the_stream_pings_while_idle() -> None:
     """An idle stream sends ': ping' comments every ping_interval."""
     fake = FakeSecureKeyServer(ping_interval=0.01)
-
-    async def main() -> None:
-        async with httpx.AsyncClient(transport=fake.transport(), base_url=fake.url) as client:
-            headers = {**AUTH, "Last-Event-ID": "1"}
-            async with client.stream(
-                "GET", "/apps/service-1/config-vars/stream", headers=headers
-            ) as response:
-                async for line in response.aiter_lines():
-                    assert line == ": ping"
-                    break
-
-    asyncio.run(main())
+    async with httpx.AsyncClient(transport=fake.transport(), base_url=fake.url) as client:
+        headers = {**AUTH, "Last-Event-ID": "1"}
+        async with client.stream(
+            "GET", "/apps/service-1/config-vars/stream", headers=headers
+        ) as response:
+            async for line in response.aiter_lines():
+                assert line == ": ping"
+                break
 
 
-def test_switches_make_the_stream_or_everything_fail(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_switches_make_the_stream_or_everything_fail(fake: FakeSecureKeyServer) -> None:
     """stream_enabled=False makes the stream 404; available=False makes everything 503."""
-
-    async def main() -> None:
-        async with httpx.AsyncClient(transport=fake.transport(), base_url=fake.url) as client:
-            fake.stream_enabled = False
-            assert (await client.get(STREAM, headers=AUTH)).status_code == 404
-            assert (await client.get(CONFIG, headers=AUTH)).status_code == 200
-            fake.available = False
-            assert (await client.get(CONFIG, headers=AUTH)).status_code == 503
-
-    asyncio.run(main())
+    async with httpx.AsyncClient(transport=fake.transport(), base_url=fake.url) as client:
+        fake.stream_enabled = False
+        assert (await client.get(STREAM, headers=AUTH)).status_code == 404
+        assert (await client.get(CONFIG, headers=AUTH)).status_code == 200
+        fake.available = False
+        assert (await client.get(CONFIG, headers=AUTH)).status_code == 503
 
 
-def test_the_fake_answers_lifespan_events(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_the_fake_answers_lifespan_events(fake: FakeSecureKeyServer) -> None:
     """As an ASGI app it completes startup and shutdown when a server asks."""
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    outbox: list[dict[str, str]] = []
 
-    async def main() -> None:
-        inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
-        outbox: list[dict[str, str]] = []
+    async def receive() -> dict[str, str]:
+        return inbox.pop(0)
 
-        async def receive() -> dict[str, str]:
-            return inbox.pop(0)
+    async def send(message: dict[str, str]) -> None:
+        outbox.append(message)
 
-        async def send(message: dict[str, str]) -> None:
-            outbox.append(message)
-
-        await fake({"type": "lifespan"}, receive, send)
-        assert [m["type"] for m in outbox] == [
-            "lifespan.startup.complete",
-            "lifespan.shutdown.complete",
-        ]
-
-    asyncio.run(main())
+    await fake({"type": "lifespan"}, receive, send)
+    assert [m["type"] for m in outbox] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]

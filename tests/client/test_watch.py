@@ -53,54 +53,48 @@ def test_backoff_grows_with_jitter_up_to_its_cap() -> None:
     assert backoff.next() == 1
 
 
-def test_the_watcher_reports_every_release_in_order(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_the_watcher_reports_every_release_in_order(fake: FakeSecureKeyServer) -> None:
     """Listeners get each new snapshot once, oldest first, with names-only reprs."""
-
-    async def main() -> None:
-        watcher = _watcher(fake)
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        watcher.add_listener(queue.put_nowait)
-        first = await watcher.fetch()
-        assert first.release == 1
-        assert (await _next(queue)).release == 1
-        task = asyncio.ensure_future(watcher.run())
-        new = fake.rotate()
-        got = await _next(queue)
-        assert (got.release, got.pair("SECURE_KEY")) == (2, new)
-        fake.set_config({"OTHER": "x"})
-        assert (await _next(queue)).vars["OTHER"] == "x"
-        assert new.latest.hex not in repr(got)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    asyncio.run(main())
+    watcher = _watcher(fake)
+    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+    watcher.add_listener(queue.put_nowait)
+    first = await watcher.fetch()
+    assert first.release == 1
+    assert (await _next(queue)).release == 1
+    task = asyncio.ensure_future(watcher.run())
+    new = fake.rotate()
+    got = await _next(queue)
+    assert (got.release, got.pair("SECURE_KEY")) == (2, new)
+    fake.set_config({"OTHER": "x"})
+    assert (await _next(queue)).vars["OTHER"] == "x"
+    assert new.latest.hex not in repr(got)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await watcher.aclose()
 
 
-def test_the_watcher_resumes_with_last_event_id(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_the_watcher_resumes_with_last_event_id(fake: FakeSecureKeyServer) -> None:
     """After the stream drops, the watcher reconnects saying which release it has."""
-
-    async def main() -> None:
-        watcher = _watcher(fake)
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        await watcher.fetch()
-        watcher.add_listener(queue.put_nowait)
-        task = asyncio.ensure_future(watcher.run())
-        fake.rotate()
-        assert (await _next(queue)).release == 2
-        fake.end_streams()
-        fake.rotate()
-        assert (await _next(queue)).release == 3
-        while watcher.streams_opened < 2:  # the reconnect is what we are checking
-            fake.set_config({"N": str(fake.release())})
-            await _next(queue)
-        assert fake.last_event_ids[0] == "1"
-        assert fake.last_event_ids[1] in ("2", "3", "4")
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    asyncio.run(main())
+    watcher = _watcher(fake)
+    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+    await watcher.fetch()
+    watcher.add_listener(queue.put_nowait)
+    task = asyncio.ensure_future(watcher.run())
+    fake.rotate()
+    assert (await _next(queue)).release == 2
+    fake.end_streams()
+    fake.rotate()
+    assert (await _next(queue)).release == 3
+    while watcher.streams_opened < 2:  # the reconnect is what we are checking
+        fake.set_config({"N": str(fake.release())})
+        await _next(queue)
+    assert fake.last_event_ids[0] == "1"
+    assert fake.last_event_ids[1] in ("2", "3", "4")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await watcher.aclose()
 
 
 def test_a_graceful_end_of_stream_is_a_quiet_reconnect_after_the_retry_hint(
@@ -147,25 +141,22 @@ def test_the_servers_shutdown_event_is_what_the_sdk_understands() -> None:
     assert parser.retry == 1000
 
 
-def test_the_watcher_polls_when_the_stream_is_missing(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_the_watcher_polls_when_the_stream_is_missing(fake: FakeSecureKeyServer) -> None:
     """With no stream endpoint, conditional GETs every poll_interval still deliver changes."""
     fake.stream_enabled = False
-
-    async def main() -> None:
-        watcher = _watcher(fake, poll_interval=0.02, backoff=Backoff(base=30, cap=30))
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        await watcher.fetch()
-        watcher.add_listener(queue.put_nowait)
-        task = asyncio.ensure_future(watcher.run())
-        new = fake.rotate()
-        assert (await _next(queue)).pair("SECURE_KEY") == new
-        assert fake.counts["stream"] == 0
-        assert watcher.streams_opened == 0
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    asyncio.run(main())
+    watcher = _watcher(fake, poll_interval=0.02, backoff=Backoff(base=30, cap=30))
+    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+    await watcher.fetch()
+    watcher.add_listener(queue.put_nowait)
+    task = asyncio.ensure_future(watcher.run())
+    new = fake.rotate()
+    assert (await _next(queue)).pair("SECURE_KEY") == new
+    assert fake.counts["stream"] == 0
+    assert watcher.streams_opened == 0
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await watcher.aclose()
 
 
 def test_the_watcher_rides_out_an_outage(
@@ -194,23 +185,22 @@ def test_the_watcher_rides_out_an_outage(
     assert caplog.text.count("Lost the config-var stream") == 1
 
 
-def test_apply_delay_postpones_pushed_changes_but_not_fetches(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_apply_delay_postpones_pushed_changes_but_not_fetches(
+    fake: FakeSecureKeyServer,
+) -> None:
     """apply_delay holds back streamed changes; an explicit fetch applies at once."""
-
-    async def main() -> None:
-        watcher = _watcher(fake, apply_delay=lambda: 30.0)
-        await watcher.fetch()
-        task = asyncio.ensure_future(watcher.run())
-        fake.rotate()
-        while fake.counts["events"] < 1:
-            await asyncio.sleep(0.01)
-        assert watcher.release == 1  # pushed, but held back
-        assert (await watcher.fetch()).release == 2
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    asyncio.run(main())
+    watcher = _watcher(fake, apply_delay=lambda: 30.0)
+    await watcher.fetch()
+    task = asyncio.ensure_future(watcher.run())
+    fake.rotate()
+    while fake.counts["events"] < 1:
+        await asyncio.sleep(0.01)
+    assert watcher.release == 1  # pushed, but held back
+    assert (await watcher.fetch()).release == 2
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await watcher.aclose()
 
 
 @pytest.mark.parametrize(
@@ -310,30 +300,29 @@ def test_a_watched_ring_keeps_its_keys_when_the_var_goes_bad(
         assert pair.latest.hex not in caplog.text
 
 
-def test_an_async_ring_follows_rotations_in_the_callers_loop(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_an_async_ring_follows_rotations_in_the_callers_loop(
+    fake: FakeSecureKeyServer,
+) -> None:
     """AsyncWatchedKeyRing swaps in the running loop and refreshes from loop and threads."""
-
-    async def main() -> None:
-        async with await AsyncWatchedKeyRing.connect(
-            fake.url, fake.app, fake.token, transport=fake.transport(), min_refresh_interval=0
-        ) as ring:
-            changed = asyncio.Event()
-            ring.on_change(lambda _: changed.set())
-            new = fake.rotate()
-            await asyncio.wait_for(changed.wait(), 5)
-            assert ring.current == new
-            fake.stream_enabled = False
-            fake.end_streams()
-            newer = fake.rotate()
-            assert await ring.arefresh()
-            assert ring.current == newer
-            newest = fake.rotate()
-            assert await asyncio.to_thread(ring.refresh)
-            assert ring.current == newest
-            with pytest.raises(RuntimeError, match="deadlock"):
-                ring.refresh()
-
-    asyncio.run(main())
+    async with await AsyncWatchedKeyRing.connect(
+        fake.url, fake.app, fake.token, transport=fake.transport(), min_refresh_interval=0
+    ) as ring:
+        changed = asyncio.Event()
+        ring.on_change(lambda _: changed.set())
+        new = fake.rotate()
+        await asyncio.wait_for(changed.wait(), 5)
+        assert ring.current == new
+        fake.stream_enabled = False
+        fake.end_streams()
+        newer = fake.rotate()
+        assert await ring.arefresh()
+        assert ring.current == newer
+        newest = fake.rotate()
+        assert await asyncio.to_thread(ring.refresh)
+        assert ring.current == newest
+        with pytest.raises(RuntimeError, match="deadlock"):
+            ring.refresh()
 
 
 def test_a_watched_ring_over_a_real_socket(live: Served, fake: FakeSecureKeyServer) -> None:
@@ -389,21 +378,17 @@ def test_a_ring_survives_a_server_restart_and_catches_up() -> None:
             served.stop()
 
 
-def test_the_watcher_reads_vars_with_null_values_as_unset() -> None:
+@pytest.mark.anyio
+async def test_the_watcher_reads_vars_with_null_values_as_unset() -> None:
     """A null config value (Heroku's unset marker) is left out of the snapshot."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"A": "1", "B": None}, headers={"ETag": '"4"'})
 
-    async def main() -> None:
-        watcher = ConfigWatcher(
-            "http://s", "a", "t", transport=httpx.MockTransport(handler), **FAST
-        )  # type: ignore[arg-type]
-        snapshot = await watcher.fetch()
-        assert (snapshot.release, dict(snapshot.vars)) == (4, {"A": "1"})
-        await watcher.aclose()
-
-    asyncio.run(main())
+    watcher = ConfigWatcher("http://s", "a", "t", transport=httpx.MockTransport(handler), **FAST)  # type: ignore[arg-type]
+    snapshot = await watcher.fetch()
+    assert (snapshot.release, dict(snapshot.vars)) == (4, {"A": "1"})
+    await watcher.aclose()
 
 
 @pytest.mark.parametrize(
@@ -417,19 +402,16 @@ def test_the_watcher_reads_vars_with_null_values_as_unset() -> None:
         (httpx.Response(418), "answered 418"),
     ],
 )
-def test_bad_server_answers_become_clear_errors(response: httpx.Response, message: str) -> None:
+@pytest.mark.anyio
+async def test_bad_server_answers_become_clear_errors(
+    response: httpx.Response, message: str
+) -> None:
     """Answers the protocol does not allow are SecureKeyErrors with a one-line reason."""
-
-    async def main() -> None:
-        watcher = ConfigWatcher(
-            "http://s", "a", "t", transport=httpx.MockTransport(lambda _: response)
-        )
-        with pytest.raises(Exception, match=message) as caught:
-            await watcher.fetch()
-        assert "\n" not in str(caught.value)
-        await watcher.aclose()
-
-    asyncio.run(main())
+    watcher = ConfigWatcher("http://s", "a", "t", transport=httpx.MockTransport(lambda _: response))
+    with pytest.raises(Exception, match=message) as caught:
+        await watcher.fetch()
+    assert "\n" not in str(caught.value)
+    await watcher.aclose()
 
 
 def test_an_unexpected_error_does_not_stop_the_watcher(
