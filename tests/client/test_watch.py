@@ -29,7 +29,7 @@ from securekey.exceptions import (
     NotFoundError,
     ValidationError,
 )
-from tests.client.conftest import Served, serve
+from tests.client.conftest import serve
 
 FAST = {"backoff": Backoff(base=0.01, cap=0.05)}
 
@@ -323,17 +323,6 @@ async def test_an_async_ring_follows_rotations_in_the_callers_loop(
         assert ring.current == newest
         with pytest.raises(RuntimeError, match="deadlock"):
             ring.refresh()
-
-
-def test_a_watched_ring_over_a_real_socket(live: Served, fake: FakeSecureKeyServer) -> None:
-    """Over uvicorn on 127.0.0.1 the ring hears of a rotation through the real stream."""
-    with WatchedKeyRing.connect(live.url, fake.app, fake.token) as ring:
-        changed = threading.Event()
-        ring.on_change(lambda _: changed.set())
-        new = fake.rotate()
-        assert changed.wait(5)
-        assert ring.current == new
-        assert ring.watcher.streams_opened == 1
 
 
 def test_a_silent_stream_is_dropped_and_reopened() -> None:
