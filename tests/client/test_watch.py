@@ -7,6 +7,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -43,6 +44,14 @@ async def _next(queue: asyncio.Queue[ConfigSnapshot]) -> ConfigSnapshot:
     return await asyncio.wait_for(queue.get(), 5)
 
 
+async def _until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` in the running loop until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.01)
+
+
 def test_backoff_grows_with_jitter_up_to_its_cap() -> None:
     """Each delay lies in [d/2, d] for d doubling from base to cap, and reset starts over."""
     backoff = Backoff(base=1, cap=8, rng=lambda: 1.0)
@@ -69,9 +78,7 @@ async def test_the_watcher_reports_every_release_in_order(fake: FakeSecureKeySer
     fake.set_config({"OTHER": "x"})
     assert (await _next(queue)).vars["OTHER"] == "x"
     assert new.latest.hex not in repr(got)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await watcher.aclose()
+    await watcher.stop(task)
 
 
 @pytest.mark.anyio
@@ -87,47 +94,40 @@ async def test_the_watcher_resumes_with_last_event_id(fake: FakeSecureKeyServer)
     fake.end_streams()
     fake.rotate()
     assert (await _next(queue)).release == 3
+    deadline = time.monotonic() + 10
     while watcher.streams_opened < 2:  # the reconnect is what we are checking
+        assert time.monotonic() < deadline, "the watcher never reconnected"
         fake.set_config({"N": str(fake.release())})
         await _next(queue)
     assert fake.last_event_ids[0] == "1"
     assert fake.last_event_ids[1] in ("2", "3", "4")
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await watcher.aclose()
+    await watcher.stop(task)
 
 
-def test_a_graceful_end_of_stream_is_a_quiet_reconnect_after_the_retry_hint(
+@pytest.mark.anyio
+async def test_a_graceful_end_of_stream_is_a_quiet_reconnect_after_the_retry_hint(
     fake: FakeSecureKeyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``event: shutdown`` is no failure: no warning, and the watcher reconnects after the
     server's ``retry:`` hint (not its own long backoff), resuming with Last-Event-ID."""
     retry = 0.3
-
-    async def main() -> float:
-        # Backoff and polling so slow that only honouring ``retry`` can reconnect in time.
-        watcher = _watcher(fake, backoff=Backoff(base=60, cap=60), poll_interval=60)
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        await watcher.fetch()
-        watcher.add_listener(queue.put_nowait)
-        task = asyncio.ensure_future(watcher.run())
-        while fake.open_streams < 1:
-            await asyncio.sleep(0.01)
-        ended = time.monotonic()
-        fake.end_streams(retry=retry)
-        fake.rotate()  # made between the two streams: the resumed one must bring it
-        assert (await asyncio.wait_for(queue.get(), 10)).release == 2
-        took = time.monotonic() - ended
-        assert watcher.streams_opened == 2
-        assert watcher.shutdowns_seen == 1
-        assert fake.last_event_ids == ["1", "1"]
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-        return took
-
-    with caplog.at_level(logging.INFO, "securekey.client"):
-        took = asyncio.run(main())
+    caplog.set_level(logging.INFO, "securekey.client")
+    # Backoff and polling so slow that only honouring ``retry`` can reconnect in time.
+    watcher = _watcher(fake, backoff=Backoff(base=60, cap=60), poll_interval=60)
+    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+    await watcher.fetch()
+    watcher.add_listener(queue.put_nowait)
+    task = asyncio.ensure_future(watcher.run())
+    await _until(lambda: fake.open_streams >= 1, "the stream is open")
+    ended = time.monotonic()
+    fake.end_streams(retry=retry)
+    fake.rotate()  # made between the two streams: the resumed one must bring it
+    assert (await asyncio.wait_for(queue.get(), 10)).release == 2
+    took = time.monotonic() - ended
+    assert watcher.streams_opened == 2
+    assert watcher.shutdowns_seen == 1
+    assert fake.last_event_ids == ["1", "1"]
+    await watcher.stop(task)
     assert retry <= took < 10, took
     assert "Lost the config-var stream" not in caplog.text
     assert [r.levelname for r in caplog.records if "shut down" in r.getMessage()] == ["INFO"]
@@ -154,34 +154,26 @@ async def test_the_watcher_polls_when_the_stream_is_missing(fake: FakeSecureKeyS
     assert (await _next(queue)).pair("SECURE_KEY") == new
     assert fake.counts["stream"] == 0
     assert watcher.streams_opened == 0
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await watcher.aclose()
+    await watcher.stop(task)
 
 
-def test_the_watcher_rides_out_an_outage(
+@pytest.mark.anyio
+async def test_the_watcher_rides_out_an_outage(
     fake: FakeSecureKeyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """While the server answers 503 the watcher keeps trying, then catches up; it logs once."""
-
-    async def main() -> None:
-        watcher = _watcher(fake, poll_interval=0.01)
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        await watcher.fetch()
-        watcher.add_listener(queue.put_nowait)
-        fake.available = False
-        task = asyncio.ensure_future(watcher.run())
-        while fake.counts["unavailable"] < 3:
-            await asyncio.sleep(0.01)  # let it fail a few times
-        fake.rotate()
-        fake.available = True
-        assert (await _next(queue)).release == 2
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    with caplog.at_level(logging.WARNING, "securekey.client"):
-        asyncio.run(main())
+    caplog.set_level(logging.WARNING, "securekey.client")
+    watcher = _watcher(fake, poll_interval=0.01)
+    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+    await watcher.fetch()
+    watcher.add_listener(queue.put_nowait)
+    fake.available = False
+    task = asyncio.ensure_future(watcher.run())
+    await _until(lambda: fake.counts["unavailable"] >= 3, "it failed a few times")
+    fake.rotate()
+    fake.available = True
+    assert (await _next(queue)).release == 2
+    await watcher.stop(task)
     assert caplog.text.count("Lost the config-var stream") == 1
 
 
@@ -194,13 +186,10 @@ async def test_apply_delay_postpones_pushed_changes_but_not_fetches(
     await watcher.fetch()
     task = asyncio.ensure_future(watcher.run())
     fake.rotate()
-    while fake.counts["events"] < 1:
-        await asyncio.sleep(0.01)
+    await _until(lambda: fake.counts["events"] >= 1, "the change is pushed")
     assert watcher.release == 1  # pushed, but held back
     assert (await watcher.fetch()).release == 2
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await watcher.aclose()
+    await watcher.stop(task)
 
 
 @pytest.mark.parametrize(
@@ -333,7 +322,7 @@ def test_a_silent_stream_is_dropped_and_reopened() -> None:
         with WatchedKeyRing.connect(
             served.url, fake.app, fake.token, read_timeout=0.2, backoff=Backoff(0.01, 0.02)
         ) as ring:
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 10
             while ring.watcher.streams_opened < 2:
                 assert time.monotonic() < deadline, "never reconnected"
                 time.sleep(0.02)
@@ -403,7 +392,8 @@ async def test_bad_server_answers_become_clear_errors(
     await watcher.aclose()
 
 
-def test_an_unexpected_error_does_not_stop_the_watcher(
+@pytest.mark.anyio
+async def test_an_unexpected_error_does_not_stop_the_watcher(
     fake: FakeSecureKeyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Even an error nobody planned for is logged, and the watcher carries on."""
@@ -418,18 +408,13 @@ def test_an_unexpected_error_does_not_stop_the_watcher(
                 raise RuntimeError("surprise")
             return await inner.handle_async_request(request)
 
-    async def main() -> None:
-        watcher = _watcher(fake, transport=Flaky())
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        await watcher.fetch()
-        watcher.add_listener(queue.put_nowait)
-        task = asyncio.ensure_future(watcher.run())
-        fake.rotate()
-        assert (await _next(queue)).release == 2
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    with caplog.at_level(logging.ERROR, "securekey.client"):
-        asyncio.run(main())
+    caplog.set_level(logging.ERROR, "securekey.client")
+    watcher = _watcher(fake, transport=Flaky())
+    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+    await watcher.fetch()
+    watcher.add_listener(queue.put_nowait)
+    task = asyncio.ensure_future(watcher.run())
+    fake.rotate()
+    assert (await _next(queue)).release == 2
+    await watcher.stop(task)
     assert "Unexpected error following service-1" in caplog.text
