@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -42,6 +43,21 @@ def _watcher(fake: FakeSecureKeyServer, **kwargs: object) -> ConfigWatcher:
 
 async def _next(queue: asyncio.Queue[ConfigSnapshot]) -> ConfigSnapshot:
     return await asyncio.wait_for(queue.get(), 5)
+
+
+@contextlib.asynccontextmanager
+async def _following(
+    watcher: ConfigWatcher,
+) -> AsyncIterator[asyncio.Queue[ConfigSnapshot]]:
+    """Run ``watcher`` after its first fetch; yields the queue of the snapshots it applies."""
+    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+    await watcher.fetch()
+    watcher.add_listener(queue.put_nowait)
+    task = asyncio.ensure_future(watcher.run())
+    try:
+        yield queue
+    finally:
+        await watcher.stop(task)
 
 
 async def _until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
@@ -85,23 +101,19 @@ async def test_the_watcher_reports_every_release_in_order(fake: FakeSecureKeySer
 async def test_the_watcher_resumes_with_last_event_id(fake: FakeSecureKeyServer) -> None:
     """After the stream drops, the watcher reconnects saying which release it has."""
     watcher = _watcher(fake)
-    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-    await watcher.fetch()
-    watcher.add_listener(queue.put_nowait)
-    task = asyncio.ensure_future(watcher.run())
-    fake.rotate()
-    assert (await _next(queue)).release == 2
-    fake.end_streams()
-    fake.rotate()
-    assert (await _next(queue)).release == 3
-    deadline = time.monotonic() + 10
-    while watcher.streams_opened < 2:  # the reconnect is what we are checking
-        assert time.monotonic() < deadline, "the watcher never reconnected"
-        fake.set_config({"N": str(fake.release())})
-        await _next(queue)
-    assert fake.last_event_ids[0] == "1"
-    assert fake.last_event_ids[1] in ("2", "3", "4")
-    await watcher.stop(task)
+    async with _following(watcher) as queue:
+        fake.rotate()
+        assert (await _next(queue)).release == 2
+        fake.end_streams()
+        fake.rotate()
+        assert (await _next(queue)).release == 3
+        deadline = time.monotonic() + 10
+        while watcher.streams_opened < 2:  # the reconnect is what we are checking
+            assert time.monotonic() < deadline, "the watcher never reconnected"
+            fake.set_config({"N": str(fake.release())})
+            await _next(queue)
+        assert fake.last_event_ids[0] == "1"
+        assert fake.last_event_ids[1] in ("2", "3", "4")
 
 
 @pytest.mark.anyio
@@ -114,20 +126,16 @@ async def test_a_graceful_end_of_stream_is_a_quiet_reconnect_after_the_retry_hin
     caplog.set_level(logging.INFO, "securekey.client")
     # Backoff and polling so slow that only honouring ``retry`` can reconnect in time.
     watcher = _watcher(fake, backoff=Backoff(base=60, cap=60), poll_interval=60)
-    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-    await watcher.fetch()
-    watcher.add_listener(queue.put_nowait)
-    task = asyncio.ensure_future(watcher.run())
-    await _until(lambda: fake.open_streams >= 1, "the stream is open")
-    ended = time.monotonic()
-    fake.end_streams(retry=retry)
-    fake.rotate()  # made between the two streams: the resumed one must bring it
-    assert (await asyncio.wait_for(queue.get(), 10)).release == 2
-    took = time.monotonic() - ended
-    assert watcher.streams_opened == 2
-    assert watcher.shutdowns_seen == 1
-    assert fake.last_event_ids == ["1", "1"]
-    await watcher.stop(task)
+    async with _following(watcher) as queue:
+        await _until(lambda: fake.open_streams >= 1, "the stream is open")
+        ended = time.monotonic()
+        fake.end_streams(retry=retry)
+        fake.rotate()  # made between the two streams: the resumed one must bring it
+        assert (await asyncio.wait_for(queue.get(), 10)).release == 2
+        took = time.monotonic() - ended
+        assert watcher.streams_opened == 2
+        assert watcher.shutdowns_seen == 1
+        assert fake.last_event_ids == ["1", "1"]
     assert retry <= took < 10, took
     assert "Lost the config-var stream" not in caplog.text
     assert [r.levelname for r in caplog.records if "shut down" in r.getMessage()] == ["INFO"]
@@ -146,15 +154,11 @@ async def test_the_watcher_polls_when_the_stream_is_missing(fake: FakeSecureKeyS
     """With no stream endpoint, conditional GETs every poll_interval still deliver changes."""
     fake.stream_enabled = False
     watcher = _watcher(fake, poll_interval=0.02, backoff=Backoff(base=30, cap=30))
-    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-    await watcher.fetch()
-    watcher.add_listener(queue.put_nowait)
-    task = asyncio.ensure_future(watcher.run())
-    new = fake.rotate()
-    assert (await _next(queue)).pair("SECURE_KEY") == new
-    assert fake.counts["stream"] == 0
-    assert watcher.streams_opened == 0
-    await watcher.stop(task)
+    async with _following(watcher) as queue:
+        new = fake.rotate()
+        assert (await _next(queue)).pair("SECURE_KEY") == new
+        assert fake.counts["stream"] == 0
+        assert watcher.streams_opened == 0
 
 
 @pytest.mark.anyio
@@ -409,12 +413,7 @@ async def test_an_unexpected_error_does_not_stop_the_watcher(
             return await inner.handle_async_request(request)
 
     caplog.set_level(logging.ERROR, "securekey.client")
-    watcher = _watcher(fake, transport=Flaky())
-    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-    await watcher.fetch()
-    watcher.add_listener(queue.put_nowait)
-    task = asyncio.ensure_future(watcher.run())
-    fake.rotate()
-    assert (await _next(queue)).release == 2
-    await watcher.stop(task)
+    async with _following(_watcher(fake, transport=Flaky())) as queue:
+        fake.rotate()
+        assert (await _next(queue)).release == 2
     assert "Unexpected error following service-1" in caplog.text

@@ -57,10 +57,13 @@ def _configure(
     url: str, app: str, token: str, options: WatchOptions
 ) -> tuple[ConfigWatcher, str, float]:
     """(the watcher, the var, the refresh interval) that ``connect`` options ask for."""
-    rest = dict(options)
-    var = str(rest.pop("var", DEFAULT_VAR))
-    interval = float(cast(float, rest.pop("min_refresh_interval", 1.0)))
-    return ConfigWatcher(url, app, token, **cast(WatcherOptions, rest)), var, interval
+    ring_only = ("var", "min_refresh_interval")
+    watcher = cast(WatcherOptions, {k: v for k, v in options.items() if k not in ring_only})
+    return (
+        ConfigWatcher(url, app, token, **watcher),
+        options.get("var", DEFAULT_VAR),
+        options.get("min_refresh_interval", 1.0),
+    )
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
