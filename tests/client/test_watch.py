@@ -215,6 +215,20 @@ def test_connect_fails_clearly(
     assert threading.active_count() == before
 
 
+def test_connect_refuses_an_unknown_option_by_name(fake: FakeSecureKeyServer) -> None:
+    """connect()'s options are one set: a misspelt one is a TypeError naming it, no thread left."""
+    before = threading.active_count()
+    with pytest.raises(TypeError, match="poll_intervall"):
+        WatchedKeyRing.connect(
+            fake.url,
+            fake.app,
+            fake.token,
+            transport=fake.transport(),
+            poll_intervall=1.0,  # type: ignore[call-arg]
+        )
+    assert threading.active_count() == before
+
+
 def test_connect_names_a_missing_var_and_hides_a_bad_value(fake: FakeSecureKeyServer) -> None:
     """A var that is absent is named; one that is no pair is refused without its value."""
     with pytest.raises(NotFoundError, match="NOPE_KEY"):
