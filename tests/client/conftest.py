@@ -63,6 +63,12 @@ def wait_until(condition: Callable[[], object], timeout: float = 5.0, what: str 
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``@pytest.mark.anyio``) run on asyncio, as the SDK's watchers do."""
+    return "asyncio"
+
+
+@pytest.fixture
 def fake() -> FakeSecureKeyServer:
     """A fresh fake server: app service-1, token test-token, SECURE_KEY at release 1."""
     return FakeSecureKeyServer()

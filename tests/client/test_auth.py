@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import threading
 import types
@@ -50,82 +49,70 @@ def _async_client(
     return httpx.AsyncClient(transport=transport, base_url="http://s", auth=auth), app
 
 
-def test_httpx_presents_latest_as_a_bearer_key() -> None:
+@pytest.mark.anyio
+async def test_httpx_presents_latest_as_a_bearer_key() -> None:
     """SecureKeyAuth sends Authorization: Bearer <LATEST> and the server accepts it."""
     ring = StaticKeyRing()
-
-    async def main() -> None:
-        client, _ = _async_client(ring, SecureKeyAuth(ring))
-        async with client:
-            response = await client.get("/")
-        assert response.json()["slot"] == "latest"
-        assert response.request.headers["authorization"] == f"Bearer {ring.present()}"
-
-    asyncio.run(main())
+    client, _ = _async_client(ring, SecureKeyAuth(ring))
+    async with client:
+        response = await client.get("/")
+    assert response.json()["slot"] == "latest"
+    assert response.request.headers["authorization"] == f"Bearer {ring.present()}"
 
 
-def test_httpx_adopts_latest_handed_over_for_previous() -> None:
+@pytest.mark.anyio
+async def test_httpx_adopts_latest_handed_over_for_previous() -> None:
     """With handover="key", a client one rotation behind is handed LATEST and uses it next."""
     p1, p2, p3 = _pairs()
     client_ring, server_ring = StaticKeyRing(p1), StaticKeyRing(p2)
     auth = SecureKeyAuth(client_ring)
-
-    async def main() -> None:
-        client, _ = _async_client(server_ring, auth, handover="key")
-        async with client:
-            first = await client.get("/")
-            assert first.json()["slot"] == "previous"
-            assert auth.key == p2.latest
-            second = await client.get("/")
-            assert second.json()["slot"] == "latest"
-            assert "securekey-latest-key" not in second.headers
-        assert client_ring.current == p1  # adoption is the auth's, the shared ring is untouched
-
-    asyncio.run(main())
+    client, _ = _async_client(server_ring, auth, handover="key")
+    async with client:
+        first = await client.get("/")
+        assert first.json()["slot"] == "previous"
+        assert auth.key == p2.latest
+        second = await client.get("/")
+        assert second.json()["slot"] == "latest"
+        assert "securekey-latest-key" not in second.headers
+    assert client_ring.current == p1  # adoption is the auth's, the shared ring is untouched
     client_ring.swap(p3)
     assert auth.key == p3.latest  # the ring moved on: the adoption no longer applies
 
 
-def test_httpx_refreshes_its_own_ring_on_a_hint_and_is_never_handed_a_key() -> None:
+@pytest.mark.anyio
+async def test_httpx_refreshes_its_own_ring_on_a_hint_and_is_never_handed_a_key() -> None:
     """By default a caller one rotation behind gets a fingerprint; its own ring fetches LATEST."""
     p1, p2, _ = _pairs()
     client_ring, server_ring = StaticKeyRing(p1), StaticKeyRing(p2)
     client_ring.stage(p2)  # what this caller's own refresh (its own token) will find
     auth = SecureKeyAuth(client_ring)
-
-    async def main() -> None:
-        client, _ = _async_client(server_ring, auth)
-        async with client:
-            first = await client.get("/")
-            assert first.json()["slot"] == "previous"
-            assert first.headers["securekey-latest-fingerprint"] == p2.latest.fingerprint
-            assert "securekey-latest-key" not in first.headers
-            client_ring.refresh()  # joins the one the hint started; returns once it is done
-            second = await client.get("/")
-            assert second.json()["slot"] == "latest"
-
-    asyncio.run(main())
+    client, _ = _async_client(server_ring, auth)
+    async with client:
+        first = await client.get("/")
+        assert first.json()["slot"] == "previous"
+        assert first.headers["securekey-latest-fingerprint"] == p2.latest.fingerprint
+        assert "securekey-latest-key" not in first.headers
+        client_ring.refresh()  # joins the one the hint started; returns once it is done
+        second = await client.get("/")
+        assert second.json()["slot"] == "latest"
     assert client_ring.current == p2
     assert client_ring.refreshes <= 2
 
 
-def test_httpx_waits_as_told_when_the_server_cannot_refresh_yet() -> None:
+@pytest.mark.anyio
+async def test_httpx_waits_as_told_when_the_server_cannot_refresh_yet() -> None:
     """A 401 with Securekey-Retry-After is resent after that wait, once the server caught up."""
     p1, p2, _ = _pairs()
     client_ring = StaticKeyRing(p2)  # the caller heard of the rotation first
     server_ring = KeyRing(p1, fetcher=_Later(p2), min_refresh_interval=0.3)
     server_ring.refresh()  # the server just refreshed: the next one may start in 0.3 s only
-
-    async def main() -> None:
-        client, app = _async_client(server_ring, SecureKeyAuth(client_ring))
-        async with client:
-            response = await client.get("/")
-        assert response.status_code == 200
-        assert [r.status_code for r in response.history][:1] == [401]
-        assert "securekey-retry-after" in response.history[0].headers
-        assert app.calls == 1 + len(response.history)
-
-    asyncio.run(main())
+    client, app = _async_client(server_ring, SecureKeyAuth(client_ring))
+    async with client:
+        response = await client.get("/")
+    assert response.status_code == 200
+    assert [r.status_code for r in response.history][:1] == [401]
+    assert "securekey-retry-after" in response.history[0].headers
+    assert app.calls == 1 + len(response.history)
 
 
 class _Later:
@@ -142,106 +129,88 @@ class _Later:
         return self.fetch()
 
 
-def test_httpx_refreshes_and_retries_once_after_a_401() -> None:
+@pytest.mark.anyio
+async def test_httpx_refreshes_and_retries_once_after_a_401() -> None:
     """A client two rotations behind refreshes its ring on 401 and the resent request passes."""
     p1, _, p3 = _pairs()
     client_ring, server_ring = StaticKeyRing(p1), StaticKeyRing(p3)
     client_ring.stage(p3)
-
-    async def main() -> None:
-        client, app = _async_client(server_ring, SecureKeyAuth(client_ring))
-        async with client:
-            response = await client.get("/")
-        assert response.status_code == 200
-        assert len(response.history) == 1
-        assert response.history[0].status_code == 401
-        assert app.calls == 2
-
-    asyncio.run(main())
+    client, app = _async_client(server_ring, SecureKeyAuth(client_ring))
+    async with client:
+        response = await client.get("/")
+    assert response.status_code == 200
+    assert len(response.history) == 1
+    assert response.history[0].status_code == 401
+    assert app.calls == 2
 
 
-def test_httpx_does_not_retry_when_the_refresh_finds_nothing() -> None:
+@pytest.mark.anyio
+async def test_httpx_does_not_retry_when_the_refresh_finds_nothing() -> None:
     """With no newer key to be had, the 401 comes back after a single request."""
     p1, _, p3 = _pairs()
-
-    async def main() -> None:
-        client, app = _async_client(StaticKeyRing(p3), SecureKeyAuth(StaticKeyRing(p1)))
-        async with client:
-            response = await client.get("/")
-        assert response.status_code == 401
-        assert app.calls == 1
-
-    asyncio.run(main())
+    client, app = _async_client(StaticKeyRing(p3), SecureKeyAuth(StaticKeyRing(p1)))
+    async with client:
+        response = await client.get("/")
+    assert response.status_code == 401
+    assert app.calls == 1
 
 
-def test_httpx_signed_mode_signs_and_sends_no_key() -> None:
+@pytest.mark.anyio
+async def test_httpx_signed_mode_signs_and_sends_no_key() -> None:
     """signed=True sends only a Securekey-Signature (host signed), which the middleware accepts."""
     ring = StaticKeyRing()
-
-    async def main() -> None:
-        client, _ = _async_client(ring, SecureKeyAuth(ring, signed=True), hosts=["S:80"])
-        async with client:
-            response = await client.post("/pay?id=3", json={"amount": 5})
-            assert response.json()["mode"] == "signed"
-            assert response.json()["body"] == '{"amount":5}'
-            sent = response.request.headers
-            assert "authorization" not in sent
-            assert ring.present() not in str(sent)
-
-    asyncio.run(main())
+    client, _ = _async_client(ring, SecureKeyAuth(ring, signed=True), hosts=["S:80"])
+    async with client:
+        response = await client.post("/pay?id=3", json={"amount": 5})
+        assert response.json()["mode"] == "signed"
+        assert response.json()["body"] == '{"amount":5}'
+        sent = response.request.headers
+        assert "authorization" not in sent
+        assert ring.present() not in str(sent)
 
 
-def test_httpx_signed_mode_refreshes_when_told_of_a_newer_key() -> None:
+@pytest.mark.anyio
+async def test_httpx_signed_mode_refreshes_when_told_of_a_newer_key() -> None:
     """A signer using PREVIOUS gets the LATEST fingerprint (both names) and refreshes."""
     p1, p2, _ = _pairs()
     client_ring, server_ring = StaticKeyRing(p1), StaticKeyRing(p2)
     client_ring.stage(p2)
     changed = threading.Event()
     client_ring.on_change(lambda _: changed.set())
-
-    async def main() -> None:
-        client, _ = _async_client(server_ring, SecureKeyAuth(client_ring, signed=True))
-        async with client:
-            response = await client.get("/")
-        assert response.json()["slot"] == "previous"
-        assert response.headers["securekey-latest-keyid"] == p2.latest.fingerprint
-        assert response.headers["securekey-latest-fingerprint"] == p2.latest.fingerprint
-
-    asyncio.run(main())
+    client, _ = _async_client(server_ring, SecureKeyAuth(client_ring, signed=True))
+    async with client:
+        response = await client.get("/")
+    assert response.json()["slot"] == "previous"
+    assert response.headers["securekey-latest-keyid"] == p2.latest.fingerprint
+    assert response.headers["securekey-latest-fingerprint"] == p2.latest.fingerprint
     assert changed.wait(5)
     assert client_ring.current == p2
 
 
-def test_httpx_signed_mode_retries_after_the_race() -> None:
+@pytest.mark.anyio
+async def test_httpx_signed_mode_retries_after_the_race() -> None:
     """A signer two rotations behind is refused, refreshes, re-signs and passes."""
     p1, _, p3 = _pairs()
     client_ring = StaticKeyRing(p1)
     client_ring.stage(p3)
-
-    async def main() -> None:
-        client, _ = _async_client(StaticKeyRing(p3), SecureKeyAuth(client_ring, signed=True))
-        async with client:
-            response = await client.put("/x", content=b"data")
-        assert response.status_code == 200
-        assert response.json()["body"] == "data"
-
-    asyncio.run(main())
+    client, _ = _async_client(StaticKeyRing(p3), SecureKeyAuth(client_ring, signed=True))
+    async with client:
+        response = await client.put("/x", content=b"data")
+    assert response.status_code == 200
+    assert response.json()["body"] == "data"
 
 
-def test_httpx_custom_header_carries_the_bare_key() -> None:
+@pytest.mark.anyio
+async def test_httpx_custom_header_carries_the_bare_key() -> None:
     """header='X-Securekey-Key' sends the bare key where a matching server looks for it."""
     ring = StaticKeyRing()
     app = SecureKeyMiddleware(echo_asgi, ring, header="X-Securekey-Key")
-
-    async def main() -> None:
-        auth = SecureKeyAuth(ring, header="X-Securekey-Key")
-        transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://s", auth=auth) as c:
-            response = await c.get("/")
-        assert response.request.headers["x-securekey-key"] == ring.present()
-        assert response.json()["slot"] == "latest"
-
-    asyncio.run(main())
+    auth = SecureKeyAuth(ring, header="X-Securekey-Key")
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://s", auth=auth) as c:
+        response = await c.get("/")
+    assert response.request.headers["x-securekey-key"] == ring.present()
+    assert response.json()["slot"] == "latest"
 
 
 def test_httpx_sync_client_adopts_and_retries_through_wsgi() -> None:

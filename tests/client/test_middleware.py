@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -40,50 +39,41 @@ def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def test_asgi_refuses_a_request_without_credentials() -> None:
+@pytest.mark.anyio
+async def test_asgi_refuses_a_request_without_credentials() -> None:
     """No key: 401 with a Heroku-style JSON body and a Bearer challenge."""
-
-    async def main() -> None:
-        async with _asgi(StaticKeyRing()) as client:
-            response = await client.get("/orders")
-        assert response.status_code == 401
-        assert response.json()["id"] == "unauthorized"
-        assert response.json()["reason"] == "missing"
-        assert response.headers["www-authenticate"].startswith("Bearer")
-
-    asyncio.run(main())
+    async with _asgi(StaticKeyRing()) as client:
+        response = await client.get("/orders")
+    assert response.status_code == 401
+    assert response.json()["id"] == "unauthorized"
+    assert response.json()["reason"] == "missing"
+    assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_asgi_passes_latest_without_a_handover() -> None:
+@pytest.mark.anyio
+async def test_asgi_passes_latest_without_a_handover() -> None:
     """LATEST reaches the app, which sees the result in scope['securekey']."""
-
-    async def main() -> None:
-        ring = StaticKeyRing()
-        async with _asgi(ring) as client:
-            response = await client.get("/orders", headers=_bearer(ring.present()))
-        assert response.status_code == 200
-        assert response.json() == {"body": "", "slot": "latest", "mode": "bearer"}
-        assert "securekey-latest-key" not in response.headers
-
-    asyncio.run(main())
+    ring = StaticKeyRing()
+    async with _asgi(ring) as client:
+        response = await client.get("/orders", headers=_bearer(ring.present()))
+    assert response.status_code == 200
+    assert response.json() == {"body": "", "slot": "latest", "mode": "bearer"}
+    assert "securekey-latest-key" not in response.headers
 
 
-def test_asgi_hints_latest_to_a_client_presenting_previous() -> None:
+@pytest.mark.anyio
+async def test_asgi_hints_latest_to_a_client_presenting_previous() -> None:
     """PREVIOUS is answered normally plus LATEST's fingerprint (a hint), never the key."""
-
-    async def main() -> None:
-        ring = StaticKeyRing()
-        stats = HandoverStats()
-        async with _asgi(ring, stats=stats) as client:
-            response = await client.get("/orders", headers=_bearer(ring.current.previous.hex))
-        assert response.status_code == 200
-        assert response.json()["slot"] == "previous"
-        assert response.headers["securekey-latest-fingerprint"] == ring.latest.fingerprint
-        assert "securekey-latest-key" not in response.headers
-        assert ring.latest.hex not in str(response.headers)
-        assert stats.as_dict() == {"hints": 1, "keys": 0, "keys_declined": 0}
-
-    asyncio.run(main())
+    ring = StaticKeyRing()
+    stats = HandoverStats()
+    async with _asgi(ring, stats=stats) as client:
+        response = await client.get("/orders", headers=_bearer(ring.current.previous.hex))
+    assert response.status_code == 200
+    assert response.json()["slot"] == "previous"
+    assert response.headers["securekey-latest-fingerprint"] == ring.latest.fingerprint
+    assert "securekey-latest-key" not in response.headers
+    assert ring.latest.hex not in str(response.headers)
+    assert stats.as_dict() == {"hints": 1, "keys": 0, "keys_declined": 0}
 
 
 class Clock:
@@ -96,67 +86,58 @@ class Clock:
         return self.now
 
 
-def _attack(ring: KeyRing, mode: str, **options: Any) -> list[tuple[int, bool]]:
+async def _attack(ring: KeyRing, mode: str, **options: Any) -> list[tuple[int, bool]]:
     """A thief holds LATEST, then 5 rotations; each time it calls, adopting any handed key.
 
     Returns (status, whether a key was handed over) per rotation.
     """
     held = ring.latest
     seen: list[tuple[int, bool]] = []
-
-    async def main() -> None:
-        nonlocal held
-        async with _asgi(ring, **options) as client:
-            for _ in range(5):
-                ring.swap(ring.current.rotated())
-                if mode == "signed":
-                    headers = {
-                        "Securekey-Signature": sign_request(held, "GET", "/", b"", host=HOST)
-                    }
-                else:
-                    headers = _bearer(held.hex)
-                response = await client.get("/", headers=headers)
-                handed = response.headers.get("securekey-latest-key")
-                if handed:
-                    held = Key(handed)
-                seen.append((response.status_code, handed is not None))
-
-    asyncio.run(main())
+    async with _asgi(ring, **options) as client:
+        for _ in range(5):
+            ring.swap(ring.current.rotated())
+            if mode == "signed":
+                headers = {"Securekey-Signature": sign_request(held, "GET", "/", b"", host=HOST)}
+            else:
+                headers = _bearer(held.hex)
+            response = await client.get("/", headers=headers)
+            handed = response.headers.get("securekey-latest-key")
+            if handed:
+                held = Key(handed)
+            seen.append((response.status_code, handed is not None))
     return seen
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["bearer", "signed"])
-def test_leaked_key_is_not_renewed_by_handshake(mode: str) -> None:
+async def test_leaked_key_is_not_renewed_by_handshake(mode: str) -> None:
     """A leaked LATEST passes once as PREVIOUS, earns no key, and is refused from then on.
 
     The seed's handshake handed LATEST to anyone presenting PREVIOUS, so a thief who took a key
     once stayed current through every rotation. By default only the fingerprint is handed.
     """
-    seen = _attack(KeyRing(KeyPair.fresh()), mode)
+    seen = await _attack(KeyRing(KeyPair.fresh()), mode)
     assert seen == [(200, False), (401, False), (401, False), (401, False), (401, False)]
 
 
-def test_key_handover_after_its_window_does_not_renew_a_leaked_key() -> None:
+@pytest.mark.anyio
+async def test_key_handover_after_its_window_does_not_renew_a_leaked_key() -> None:
     """With handover="key", a key two rotations old is refused once the window has passed."""
     clock = Clock()
     ring = KeyRing(KeyPair.fresh(), monotonic=clock)
     leaked = ring.latest
     stats = HandoverStats()
-
-    async def main() -> None:
-        async with _asgi(ring, handover="key", handover_window=60, stats=stats) as client:
-            ring.swap(ring.current.rotated())
-            clock.now += 61  # the window after the change has passed
-            late = await client.get("/", headers=_bearer(leaked.hex))
-            assert late.status_code == 200
-            assert "securekey-latest-key" not in late.headers
-            assert late.headers["securekey-latest-fingerprint"] == ring.latest.fingerprint
-            ring.swap(ring.current.rotated())
-            clock.now += 61
-            refused = await client.get("/", headers=_bearer(leaked.hex))
-            assert refused.status_code == 401
-
-    asyncio.run(main())
+    async with _asgi(ring, handover="key", handover_window=60, stats=stats) as client:
+        ring.swap(ring.current.rotated())
+        clock.now += 61  # the window after the change has passed
+        late = await client.get("/", headers=_bearer(leaked.hex))
+        assert late.status_code == 200
+        assert "securekey-latest-key" not in late.headers
+        assert late.headers["securekey-latest-fingerprint"] == ring.latest.fingerprint
+        ring.swap(ring.current.rotated())
+        clock.now += 61
+        refused = await client.get("/", headers=_bearer(leaked.hex))
+        assert refused.status_code == 401
     assert stats.as_dict() == {"hints": 1, "keys": 0, "keys_declined": 1}
 
 
@@ -185,9 +166,10 @@ def test_key_handover_within_its_window_is_counted_and_logged_without_the_key(
     assert ring.current.previous.hex not in message
 
 
-def test_signed_requests_never_get_a_key_even_in_key_mode() -> None:
+@pytest.mark.anyio
+async def test_signed_requests_never_get_a_key_even_in_key_mode() -> None:
     """Keys never travel in signed mode: handover="key" still answers a signer with a hint."""
-    seen = _attack(KeyRing(KeyPair.fresh()), "signed", handover="key")
+    seen = await _attack(KeyRing(KeyPair.fresh()), "signed", handover="key")
     assert seen == [(200, False), (401, False), (401, False), (401, False), (401, False)]
 
 
@@ -199,108 +181,88 @@ def test_handover_options_are_checked() -> None:
         SecureKeyWSGIMiddleware(echo_wsgi, StaticKeyRing(), handover_window=-1)
 
 
-def test_asgi_checks_signed_requests_and_replays_the_body() -> None:
+@pytest.mark.anyio
+async def test_asgi_checks_signed_requests_and_replays_the_body() -> None:
     """A signed POST passes and the app still receives the full body the middleware read."""
-
-    async def main() -> None:
-        ring = StaticKeyRing()
-        body = b'{"amount": 12}'
-        async with _asgi(ring) as client:
-            header = sign_request(ring.latest, "POST", "/pay?x=1", body, host=HOST)
-            response = await client.post(
-                "/pay?x=1", content=body, headers={"Securekey-Signature": header}
-            )
-            assert response.json() == {"body": body.decode(), "slot": "latest", "mode": "signed"}
-            again = await client.post(
-                "/pay?x=1", content=body, headers={"Securekey-Signature": header}
-            )
-            assert again.status_code == 401
-            assert again.json()["reason"] == "replayed"
-
-    asyncio.run(main())
+    ring = StaticKeyRing()
+    body = b'{"amount": 12}'
+    async with _asgi(ring) as client:
+        header = sign_request(ring.latest, "POST", "/pay?x=1", body, host=HOST)
+        response = await client.post(
+            "/pay?x=1", content=body, headers={"Securekey-Signature": header}
+        )
+        assert response.json() == {"body": body.decode(), "slot": "latest", "mode": "signed"}
+        again = await client.post("/pay?x=1", content=body, headers={"Securekey-Signature": header})
+        assert again.status_code == 401
+        assert again.json()["reason"] == "replayed"
 
 
-def test_asgi_names_latest_by_fingerprint_to_a_previous_signer() -> None:
+@pytest.mark.anyio
+async def test_asgi_names_latest_by_fingerprint_to_a_previous_signer() -> None:
     """A request signed with PREVIOUS gets LATEST's fingerprint, never the key itself."""
-
-    async def main() -> None:
-        ring = StaticKeyRing()
-        async with _asgi(ring) as client:
-            header = sign_request(ring.current.previous, "GET", "/", b"", host=HOST)
-            response = await client.get("/", headers={"Securekey-Signature": header})
-        assert response.status_code == 200
-        assert response.headers["securekey-latest-keyid"] == ring.current.latest.fingerprint
-        assert response.headers["securekey-latest-fingerprint"] == ring.latest.fingerprint
-        assert "securekey-latest-key" not in response.headers
-
-    asyncio.run(main())
+    ring = StaticKeyRing()
+    async with _asgi(ring) as client:
+        header = sign_request(ring.current.previous, "GET", "/", b"", host=HOST)
+        response = await client.get("/", headers={"Securekey-Signature": header})
+    assert response.status_code == 200
+    assert response.headers["securekey-latest-keyid"] == ring.current.latest.fingerprint
+    assert response.headers["securekey-latest-fingerprint"] == ring.latest.fingerprint
+    assert "securekey-latest-key" not in response.headers
 
 
-def test_asgi_refuses_oversized_signed_bodies() -> None:
+@pytest.mark.anyio
+async def test_asgi_refuses_oversized_signed_bodies() -> None:
     """A signed body over max_body is answered 413 before any verification."""
-
-    async def main() -> None:
-        ring = StaticKeyRing()
-        async with _asgi(ring, max_body=8) as client:
-            body = b"x" * 9
-            header = sign_request(ring.latest, "POST", "/", body, host=HOST)
-            response = await client.post("/", content=body, headers={"Securekey-Signature": header})
-        assert response.status_code == 413
-
-    asyncio.run(main())
+    ring = StaticKeyRing()
+    async with _asgi(ring, max_body=8) as client:
+        body = b"x" * 9
+        header = sign_request(ring.latest, "POST", "/", body, host=HOST)
+        response = await client.post("/", content=body, headers={"Securekey-Signature": header})
+    assert response.status_code == 413
 
 
-def test_asgi_lets_exempt_paths_through() -> None:
+@pytest.mark.anyio
+async def test_asgi_lets_exempt_paths_through() -> None:
     """Paths listed in exempt reach the app with no credentials and no result."""
-
-    async def main() -> None:
-        async with _asgi(StaticKeyRing(), exempt=["/health"]) as client:
-            response = await client.get("/health")
-        assert response.json()["slot"] is None
-
-    asyncio.run(main())
+    async with _asgi(StaticKeyRing(), exempt=["/health"]) as client:
+        response = await client.get("/health")
+    assert response.json()["slot"] is None
 
 
-def test_asgi_closes_an_unauthenticated_websocket() -> None:
+@pytest.mark.anyio
+async def test_asgi_closes_an_unauthenticated_websocket() -> None:
     """A WebSocket without credentials is closed with 1008 before the app sees it."""
+    reached: list[str] = []
 
-    async def main() -> None:
-        reached: list[str] = []
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["type"])
 
-        async def app(scope: Any, receive: Any, send: Any) -> None:
-            reached.append(scope["type"])
+    middleware = SecureKeyMiddleware(app, StaticKeyRing())
+    sent: list[dict[str, Any]] = []
 
-        middleware = SecureKeyMiddleware(app, StaticKeyRing())
-        sent: list[dict[str, Any]] = []
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
 
-        async def receive() -> dict[str, Any]:
-            return {"type": "websocket.connect"}
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
 
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
-        await middleware(scope, receive, send)
-        assert reached == []
-        assert sent == [{"type": "websocket.close", "code": 1008, "reason": "missing"}]
-
-    asyncio.run(main())
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+    await middleware(scope, receive, send)
+    assert reached == []
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "missing"}]
 
 
-def test_asgi_passes_lifespan_events_through() -> None:
+@pytest.mark.anyio
+async def test_asgi_passes_lifespan_events_through() -> None:
     """Non-HTTP scopes such as lifespan go straight to the app."""
+    reached: list[str] = []
 
-    async def main() -> None:
-        reached: list[str] = []
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["type"])
 
-        async def app(scope: Any, receive: Any, send: Any) -> None:
-            reached.append(scope["type"])
-
-        middleware = SecureKeyMiddleware(app, StaticKeyRing())
-        await middleware({"type": "lifespan"}, receive=None, send=None)  # type: ignore[arg-type]
-        assert reached == ["lifespan"]
-
-    asyncio.run(main())
+    middleware = SecureKeyMiddleware(app, StaticKeyRing())
+    await middleware({"type": "lifespan"}, receive=None, send=None)  # type: ignore[arg-type]
+    assert reached == ["lifespan"]
 
 
 def test_middleware_needs_a_ring_or_a_verifier() -> None:
@@ -356,7 +318,8 @@ def test_wsgi_uses_a_custom_header_and_exempt_paths() -> None:
         assert response.status_code == 413
 
 
-def test_the_middleware_plugs_into_starlette() -> None:
+@pytest.mark.anyio
+async def test_the_middleware_plugs_into_starlette() -> None:
     """Starlette's add_middleware builds it from keyword arguments, as users will."""
     starlette = pytest.importorskip("starlette.applications")
     from starlette.requests import Request
@@ -370,11 +333,7 @@ def test_the_middleware_plugs_into_starlette() -> None:
     app = starlette.Starlette(routes=[Route("/", hello)])
     ring = StaticKeyRing()
     app.add_middleware(SecureKeyMiddleware, ring=ring)
-
-    async def main() -> None:
-        transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
-            assert (await client.get("/", headers=_bearer(ring.present()))).text == "latest"
-            assert (await client.get("/")).status_code == 401
-
-    asyncio.run(main())
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
+        assert (await client.get("/", headers=_bearer(ring.present()))).text == "latest"
+        assert (await client.get("/")).status_code == 401

@@ -96,10 +96,11 @@ async def _scenario(mode: str, seed: int) -> Counter[str]:
     return counts
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["bearer", "signed"])
-def test_no_request_fails_while_keys_rotate(mode: str) -> None:
+async def test_no_request_fails_while_keys_rotate(mode: str) -> None:
     """Bearer with handover, or signatures: zero failures across many racing rotations."""
-    counts = asyncio.run(_scenario(mode, seed=5))
+    counts = await _scenario(mode, seed=5)
     print(f"\n{mode}: {dict(counts)}")
     assert counts["rotations"] == ROTATIONS
     assert counts["requests"] >= 3 * ROTATIONS
@@ -107,8 +108,9 @@ def test_no_request_fails_while_keys_rotate(mode: str) -> None:
     assert counts["handovers"] + counts["server_refreshes"] > 0  # the race really happened
 
 
-def test_a_naive_single_key_check_does_fail() -> None:
+@pytest.mark.anyio
+async def test_a_naive_single_key_check_does_fail() -> None:
     """The same race with one key and no handshake loses requests: the test can fail."""
-    counts = asyncio.run(_scenario("naive", seed=5))
+    counts = await _scenario("naive", seed=5)
     print(f"\nnaive: {dict(counts)}")
     assert counts["failures"] > 0

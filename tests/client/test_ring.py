@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -115,32 +116,33 @@ def test_a_failing_callback_does_not_undo_the_swap(caplog: pytest.LogCaptureFixt
     assert "callback failed" in caplog.text
 
 
-def test_readers_never_see_a_torn_pair_while_swapping() -> None:
-    """Threads reading while another swaps always get one of the pairs that were swapped in."""
+def test_concurrent_swaps_report_each_change_once_in_the_order_it_took_effect() -> None:
+    """Threads swapping among three pairs: every callback is a real change (never the pair
+    already in force), True is returned once per callback, and the last callback's pair is
+    the one in force."""
     ring = StaticKeyRing()
-    pairs = [ring.current]
-    for _ in range(50):
-        pairs.append(pairs[-1].rotated())
-    valid = {p.value for p in pairs}
-    stop = threading.Event()
-    torn: list[str] = []
+    pairs = [ring.current, ring.current.rotated(), KeyPair.fresh()]
+    seen: list[KeyPair] = []
+    # Yielding the GIL inside the callback gives racing swaps every chance to interleave.
+    ring.on_change(lambda pair: (time.sleep(0), seen.append(pair)))
+    changes: list[bool] = []
+    start = threading.Barrier(4)
 
-    def read() -> None:
-        while not stop.is_set():
-            pair = ring.current
-            if pair.value not in valid:  # pragma: no cover - the failure being guarded
-                torn.append(pair.value)
+    def swap_many(offset: int) -> None:
+        start.wait(10)
+        results = [ring.swap(pairs[(offset + i) % 3]) for i in range(300)]
+        changes.extend(results)  # list.extend is atomic under the GIL
 
-    readers = [threading.Thread(target=read) for _ in range(4)]
-    for t in readers:
+    writers = [threading.Thread(target=swap_many, args=(n,)) for n in range(4)]
+    for t in writers:
         t.start()
-    for pair in pairs[1:]:
-        ring.swap(pair)
-    stop.set()
-    for t in readers:
-        t.join()
-    assert torn == []
-    assert ring.current == pairs[-1]
+    for t in writers:
+        t.join(30)
+    assert not any(t.is_alive() for t in writers)
+    assert changes.count(True) == len(seen) > 0
+    assert seen[0] != pairs[0]
+    assert all(a != b for a, b in itertools.pairwise(seen))
+    assert seen[-1] == ring.current
 
 
 def test_from_environ_reads_the_named_var() -> None:
@@ -152,12 +154,13 @@ def test_from_environ_reads_the_named_var() -> None:
         KeyRing.from_environ("SECURE_KEY", {})
 
 
-def test_a_ring_without_a_fetcher_never_refreshes() -> None:
+@pytest.mark.anyio
+async def test_a_ring_without_a_fetcher_never_refreshes() -> None:
     """refresh() on a plain ring returns False at once and changes nothing."""
     ring = KeyRing(KeyPair.fresh())
     assert not ring.can_refresh
     assert not ring.refresh()
-    assert not asyncio.run(ring.arefresh())
+    assert not await ring.arefresh()
     ring.refresh_soon()
     assert ring.refreshes == 0
 
@@ -300,36 +303,30 @@ def test_refreshes_are_rate_limited_by_waiting_not_by_skipping() -> None:
     assert ring.refreshes == 2
 
 
-def test_async_refreshes_share_one_fetch() -> None:
+@pytest.mark.anyio
+async def test_async_refreshes_share_one_fetch() -> None:
     """Many coroutines refreshing at once cause one fetch, and all see the new pair."""
-
-    async def main() -> None:
-        ring = StaticKeyRing()
-        staged = ring.stage()
-        results = await asyncio.gather(*(ring.arefresh() for _ in range(50)))
-        assert all(results)
-        assert ring.refreshes == 1
-        assert ring.current == staged
-
-    asyncio.run(main())
+    ring = StaticKeyRing()
+    staged = ring.stage()
+    results = await asyncio.gather(*(ring.arefresh() for _ in range(50)))
+    assert all(results)
+    assert ring.refreshes == 1
+    assert ring.current == staged
 
 
-def test_a_cancelled_caller_does_not_cancel_the_shared_refresh() -> None:
+@pytest.mark.anyio
+async def test_a_cancelled_caller_does_not_cancel_the_shared_refresh() -> None:
     """Cancelling the coroutine that started a refresh leaves the others with its result."""
-
-    async def main() -> None:
-        start = KeyPair.fresh()
-        fetcher = _SlowFetcher(start.rotated())
-        ring = KeyRing(start, fetcher=fetcher, min_refresh_interval=0)
-        leader = asyncio.ensure_future(ring.arefresh())
-        await asyncio.to_thread(fetcher.entered.wait, 5)
-        follower = asyncio.ensure_future(ring.arefresh())
-        leader.cancel()
-        fetcher.release.set()
-        assert await follower
-        assert ring.current == fetcher.pair
-
-    asyncio.run(main())
+    start = KeyPair.fresh()
+    fetcher = _SlowFetcher(start.rotated())
+    ring = KeyRing(start, fetcher=fetcher, min_refresh_interval=0)
+    leader = asyncio.ensure_future(ring.arefresh())
+    await asyncio.to_thread(fetcher.entered.wait, 5)
+    follower = asyncio.ensure_future(ring.arefresh())
+    leader.cancel()
+    fetcher.release.set()
+    assert await follower
+    assert ring.current == fetcher.pair
 
 
 def test_static_ring_stage_is_found_by_the_next_refresh_only() -> None:
@@ -362,7 +359,8 @@ def test_refresh_soon_returns_at_once_and_refreshes_in_the_background() -> None:
     assert ring.current == staged
 
 
-def test_http_errors_during_refresh_are_contained() -> None:
+@pytest.mark.anyio
+async def test_http_errors_during_refresh_are_contained() -> None:
     """A transport failure inside a fetch makes refresh() return False, not raise."""
 
     class Broken:
@@ -374,4 +372,4 @@ def test_http_errors_during_refresh_are_contained() -> None:
 
     ring = KeyRing(KeyPair.fresh(), fetcher=Broken(), min_refresh_interval=0)
     assert not ring.refresh()
-    assert not asyncio.run(ring.arefresh())
+    assert not await ring.arefresh()

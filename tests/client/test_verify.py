@@ -190,28 +190,25 @@ def test_modes_limit_what_is_accepted() -> None:
         Verifier(ring, modes=())
 
 
-def test_async_verification_refreshes_without_blocking() -> None:
+@pytest.mark.anyio
+async def test_async_verification_refreshes_without_blocking() -> None:
     """averify: one of many concurrent requests waits for the refresh, the rest are told when."""
-
-    async def main() -> None:
-        ring = StaticKeyRing()
-        rotated = ring.stage()
-        verifier = _verifier(ring)
-        headers = {"Authorization": f"Bearer {rotated.latest.hex}"}
-        results = await asyncio.gather(
-            *(verifier.averify("GET", "/", headers) for _ in range(20)), return_exceptions=True
-        )
-        accepted = [r for r in results if not isinstance(r, BaseException)]
-        refused = [r for r in results if isinstance(r, VerificationError)]
-        assert [r.slot for r in accepted] == ["latest"]
-        assert len(refused) == 19
-        assert all(r.reason == "unknown_key" and r.retry_after is not None for r in refused)
-        assert ring.refreshes == 1
-        again = await verifier.averify("GET", "/", headers)  # what the client does after
-        assert again.slot == "latest"
-        assert ring.refreshes == 1
-
-    asyncio.run(main())
+    ring = StaticKeyRing()
+    rotated = ring.stage()
+    verifier = _verifier(ring)
+    headers = {"Authorization": f"Bearer {rotated.latest.hex}"}
+    results = await asyncio.gather(
+        *(verifier.averify("GET", "/", headers) for _ in range(20)), return_exceptions=True
+    )
+    accepted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, VerificationError)]
+    assert [r.slot for r in accepted] == ["latest"]
+    assert len(refused) == 19
+    assert all(r.reason == "unknown_key" and r.retry_after is not None for r in refused)
+    assert ring.refreshes == 1
+    again = await verifier.averify("GET", "/", headers)  # what the client does after
+    assert again.slot == "latest"
+    assert ring.refreshes == 1
 
 
 class _Gated:
@@ -351,7 +348,8 @@ def test_two_verifiers_sharing_a_replay_cache_refuse_the_second_use() -> None:
     assert all(v.verify("POST", "/orders?id=1", headers, b"{}") for v in separate)
 
 
-def test_averify_awaits_a_shared_cache_that_offers_aremember() -> None:
+@pytest.mark.anyio
+async def test_averify_awaits_a_shared_cache_that_offers_aremember() -> None:
     """A cache with ``aremember`` is awaited by averify (no blocking call on the event loop)."""
 
     class AsyncOnly:
@@ -369,11 +367,7 @@ def test_averify_awaits_a_shared_cache_that_offers_aremember() -> None:
     ring = StaticKeyRing()
     verifier = _verifier(ring, replay_cache=AsyncOnly())
     headers = {"Securekey-Signature": _signed(ring.current)}
-
-    async def main() -> None:
-        assert (await verifier.averify("POST", "/orders?id=1", headers, b"{}")).slot == "latest"
-        with pytest.raises(VerificationError) as caught:
-            await verifier.averify("POST", "/orders?id=1", headers, b"{}")
-        assert caught.value.reason == "replayed"
-
-    asyncio.run(main())
+    assert (await verifier.averify("POST", "/orders?id=1", headers, b"{}")).slot == "latest"
+    with pytest.raises(VerificationError) as caught:
+        await verifier.averify("POST", "/orders?id=1", headers, b"{}")
+    assert caught.value.reason == "replayed"

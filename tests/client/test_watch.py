@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -22,14 +24,14 @@ from securekey.client import (
     ServerUnavailableError,
     WatchedKeyRing,
 )
-from securekey.client._api import SSEParser
+from securekey.client._sse import SSEParser
 from securekey.exceptions import (
     AuthenticationError,
     ForbiddenError,
     NotFoundError,
     ValidationError,
 )
-from tests.client.conftest import Served, serve
+from tests.client.conftest import serve
 
 FAST = {"backoff": Backoff(base=0.01, cap=0.05)}
 
@@ -43,6 +45,29 @@ async def _next(queue: asyncio.Queue[ConfigSnapshot]) -> ConfigSnapshot:
     return await asyncio.wait_for(queue.get(), 5)
 
 
+@contextlib.asynccontextmanager
+async def _following(
+    watcher: ConfigWatcher,
+) -> AsyncIterator[asyncio.Queue[ConfigSnapshot]]:
+    """Run ``watcher`` after its first fetch; yields the queue of the snapshots it applies."""
+    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+    await watcher.fetch()
+    watcher.add_listener(queue.put_nowait)
+    task = asyncio.ensure_future(watcher.run())
+    try:
+        yield queue
+    finally:
+        await watcher.stop(task)
+
+
+async def _until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` in the running loop until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.01)
+
+
 def test_backoff_grows_with_jitter_up_to_its_cap() -> None:
     """Each delay lies in [d/2, d] for d doubling from base to cap, and reset starts over."""
     backoff = Backoff(base=1, cap=8, rng=lambda: 1.0)
@@ -53,72 +78,56 @@ def test_backoff_grows_with_jitter_up_to_its_cap() -> None:
     assert backoff.next() == 1
 
 
-def test_the_watcher_reports_every_release_in_order(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_the_watcher_reports_every_release_in_order(fake: FakeSecureKeyServer) -> None:
     """Listeners get each new snapshot once, oldest first, with names-only reprs."""
-
-    async def main() -> None:
-        watcher = _watcher(fake)
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        watcher.add_listener(queue.put_nowait)
-        first = await watcher.fetch()
-        assert first.release == 1
-        assert (await _next(queue)).release == 1
-        task = asyncio.ensure_future(watcher.run())
-        new = fake.rotate()
-        got = await _next(queue)
-        assert (got.release, got.pair("SECURE_KEY")) == (2, new)
-        fake.set_config({"OTHER": "x"})
-        assert (await _next(queue)).vars["OTHER"] == "x"
-        assert new.latest.hex not in repr(got)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    asyncio.run(main())
+    watcher = _watcher(fake)
+    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+    watcher.add_listener(queue.put_nowait)
+    first = await watcher.fetch()
+    assert first.release == 1
+    assert (await _next(queue)).release == 1
+    task = asyncio.ensure_future(watcher.run())
+    new = fake.rotate()
+    got = await _next(queue)
+    assert (got.release, got.pair("SECURE_KEY")) == (2, new)
+    fake.set_config({"OTHER": "x"})
+    assert (await _next(queue)).vars["OTHER"] == "x"
+    assert new.latest.hex not in repr(got)
+    await watcher.stop(task)
 
 
-def test_the_watcher_resumes_with_last_event_id(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_the_watcher_resumes_with_last_event_id(fake: FakeSecureKeyServer) -> None:
     """After the stream drops, the watcher reconnects saying which release it has."""
-
-    async def main() -> None:
-        watcher = _watcher(fake)
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        await watcher.fetch()
-        watcher.add_listener(queue.put_nowait)
-        task = asyncio.ensure_future(watcher.run())
+    watcher = _watcher(fake)
+    async with _following(watcher) as queue:
         fake.rotate()
         assert (await _next(queue)).release == 2
         fake.end_streams()
         fake.rotate()
         assert (await _next(queue)).release == 3
+        deadline = time.monotonic() + 10
         while watcher.streams_opened < 2:  # the reconnect is what we are checking
+            assert time.monotonic() < deadline, "the watcher never reconnected"
             fake.set_config({"N": str(fake.release())})
             await _next(queue)
         assert fake.last_event_ids[0] == "1"
         assert fake.last_event_ids[1] in ("2", "3", "4")
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    asyncio.run(main())
 
 
-def test_a_graceful_end_of_stream_is_a_quiet_reconnect_after_the_retry_hint(
+@pytest.mark.anyio
+async def test_a_graceful_end_of_stream_is_a_quiet_reconnect_after_the_retry_hint(
     fake: FakeSecureKeyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``event: shutdown`` is no failure: no warning, and the watcher reconnects after the
     server's ``retry:`` hint (not its own long backoff), resuming with Last-Event-ID."""
     retry = 0.3
-
-    async def main() -> float:
-        # Backoff and polling so slow that only honouring ``retry`` can reconnect in time.
-        watcher = _watcher(fake, backoff=Backoff(base=60, cap=60), poll_interval=60)
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        await watcher.fetch()
-        watcher.add_listener(queue.put_nowait)
-        task = asyncio.ensure_future(watcher.run())
-        while fake.open_streams < 1:
-            await asyncio.sleep(0.01)
+    caplog.set_level(logging.INFO, "securekey.client")
+    # Backoff and polling so slow that only honouring ``retry`` can reconnect in time.
+    watcher = _watcher(fake, backoff=Backoff(base=60, cap=60), poll_interval=60)
+    async with _following(watcher) as queue:
+        await _until(lambda: fake.open_streams >= 1, "the stream is open")
         ended = time.monotonic()
         fake.end_streams(retry=retry)
         fake.rotate()  # made between the two streams: the resumed one must bring it
@@ -127,13 +136,6 @@ def test_a_graceful_end_of_stream_is_a_quiet_reconnect_after_the_retry_hint(
         assert watcher.streams_opened == 2
         assert watcher.shutdowns_seen == 1
         assert fake.last_event_ids == ["1", "1"]
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-        return took
-
-    with caplog.at_level(logging.INFO, "securekey.client"):
-        took = asyncio.run(main())
     assert retry <= took < 10, took
     assert "Lost the config-var stream" not in caplog.text
     assert [r.levelname for r in caplog.records if "shut down" in r.getMessage()] == ["INFO"]
@@ -142,76 +144,56 @@ def test_a_graceful_end_of_stream_is_a_quiet_reconnect_after_the_retry_hint(
 def test_the_servers_shutdown_event_is_what_the_sdk_understands() -> None:
     """The real server's last event parses as ``shutdown`` with its retry hint in ms."""
     parser = SSEParser()
-    events = [parser.feed(line) for line in SHUTDOWN_EVENT.decode().split("\n")]
-    [event] = [e for e in events if e is not None]
+    [event] = parser.feed(SHUTDOWN_EVENT)
     assert event.event == "shutdown"
     assert parser.retry == 1000
 
 
-def test_the_watcher_polls_when_the_stream_is_missing(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_the_watcher_polls_when_the_stream_is_missing(fake: FakeSecureKeyServer) -> None:
     """With no stream endpoint, conditional GETs every poll_interval still deliver changes."""
     fake.stream_enabled = False
-
-    async def main() -> None:
-        watcher = _watcher(fake, poll_interval=0.02, backoff=Backoff(base=30, cap=30))
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        await watcher.fetch()
-        watcher.add_listener(queue.put_nowait)
-        task = asyncio.ensure_future(watcher.run())
+    watcher = _watcher(fake, poll_interval=0.02, backoff=Backoff(base=30, cap=30))
+    async with _following(watcher) as queue:
         new = fake.rotate()
         assert (await _next(queue)).pair("SECURE_KEY") == new
         assert fake.counts["stream"] == 0
         assert watcher.streams_opened == 0
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    asyncio.run(main())
 
 
-def test_the_watcher_rides_out_an_outage(
+@pytest.mark.anyio
+async def test_the_watcher_rides_out_an_outage(
     fake: FakeSecureKeyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """While the server answers 503 the watcher keeps trying, then catches up; it logs once."""
-
-    async def main() -> None:
-        watcher = _watcher(fake, poll_interval=0.01)
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        await watcher.fetch()
-        watcher.add_listener(queue.put_nowait)
-        fake.available = False
-        task = asyncio.ensure_future(watcher.run())
-        while fake.counts["unavailable"] < 3:
-            await asyncio.sleep(0.01)  # let it fail a few times
-        fake.rotate()
-        fake.available = True
-        assert (await _next(queue)).release == 2
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    with caplog.at_level(logging.WARNING, "securekey.client"):
-        asyncio.run(main())
+    caplog.set_level(logging.WARNING, "securekey.client")
+    watcher = _watcher(fake, poll_interval=0.01)
+    queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
+    await watcher.fetch()
+    watcher.add_listener(queue.put_nowait)
+    fake.available = False
+    task = asyncio.ensure_future(watcher.run())
+    await _until(lambda: fake.counts["unavailable"] >= 3, "it failed a few times")
+    fake.rotate()
+    fake.available = True
+    assert (await _next(queue)).release == 2
+    await watcher.stop(task)
     assert caplog.text.count("Lost the config-var stream") == 1
 
 
-def test_apply_delay_postpones_pushed_changes_but_not_fetches(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_apply_delay_postpones_pushed_changes_but_not_fetches(
+    fake: FakeSecureKeyServer,
+) -> None:
     """apply_delay holds back streamed changes; an explicit fetch applies at once."""
-
-    async def main() -> None:
-        watcher = _watcher(fake, apply_delay=lambda: 30.0)
-        await watcher.fetch()
-        task = asyncio.ensure_future(watcher.run())
-        fake.rotate()
-        while fake.counts["events"] < 1:
-            await asyncio.sleep(0.01)
-        assert watcher.release == 1  # pushed, but held back
-        assert (await watcher.fetch()).release == 2
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    asyncio.run(main())
+    watcher = _watcher(fake, apply_delay=lambda: 30.0)
+    await watcher.fetch()
+    task = asyncio.ensure_future(watcher.run())
+    fake.rotate()
+    await _until(lambda: fake.counts["events"] >= 1, "the change is pushed")
+    assert watcher.release == 1  # pushed, but held back
+    assert (await watcher.fetch()).release == 2
+    await watcher.stop(task)
 
 
 @pytest.mark.parametrize(
@@ -230,6 +212,20 @@ def test_connect_fails_clearly(
     before = threading.active_count()
     with pytest.raises(error):
         WatchedKeyRing.connect(fake.url, app, token, transport=fake.transport())
+    assert threading.active_count() == before
+
+
+def test_connect_refuses_an_unknown_option_by_name(fake: FakeSecureKeyServer) -> None:
+    """connect()'s options are one set: a misspelt one is a TypeError naming it, no thread left."""
+    before = threading.active_count()
+    with pytest.raises(TypeError, match="poll_intervall"):
+        WatchedKeyRing.connect(
+            fake.url,
+            fake.app,
+            fake.token,
+            transport=fake.transport(),
+            poll_intervall=1.0,  # type: ignore[call-arg]
+        )
     assert threading.active_count() == before
 
 
@@ -311,41 +307,29 @@ def test_a_watched_ring_keeps_its_keys_when_the_var_goes_bad(
         assert pair.latest.hex not in caplog.text
 
 
-def test_an_async_ring_follows_rotations_in_the_callers_loop(fake: FakeSecureKeyServer) -> None:
+@pytest.mark.anyio
+async def test_an_async_ring_follows_rotations_in_the_callers_loop(
+    fake: FakeSecureKeyServer,
+) -> None:
     """AsyncWatchedKeyRing swaps in the running loop and refreshes from loop and threads."""
-
-    async def main() -> None:
-        async with await AsyncWatchedKeyRing.connect(
-            fake.url, fake.app, fake.token, transport=fake.transport(), min_refresh_interval=0
-        ) as ring:
-            changed = asyncio.Event()
-            ring.on_change(lambda _: changed.set())
-            new = fake.rotate()
-            await asyncio.wait_for(changed.wait(), 5)
-            assert ring.current == new
-            fake.stream_enabled = False
-            fake.end_streams()
-            newer = fake.rotate()
-            assert await ring.arefresh()
-            assert ring.current == newer
-            newest = fake.rotate()
-            assert await asyncio.to_thread(ring.refresh)
-            assert ring.current == newest
-            with pytest.raises(RuntimeError, match="deadlock"):
-                ring.refresh()
-
-    asyncio.run(main())
-
-
-def test_a_watched_ring_over_a_real_socket(live: Served, fake: FakeSecureKeyServer) -> None:
-    """Over uvicorn on 127.0.0.1 the ring hears of a rotation through the real stream."""
-    with WatchedKeyRing.connect(live.url, fake.app, fake.token) as ring:
-        changed = threading.Event()
+    async with await AsyncWatchedKeyRing.connect(
+        fake.url, fake.app, fake.token, transport=fake.transport(), min_refresh_interval=0
+    ) as ring:
+        changed = asyncio.Event()
         ring.on_change(lambda _: changed.set())
         new = fake.rotate()
-        assert changed.wait(5)
+        await asyncio.wait_for(changed.wait(), 5)
         assert ring.current == new
-        assert ring.watcher.streams_opened == 1
+        fake.stream_enabled = False
+        fake.end_streams()
+        newer = fake.rotate()
+        assert await ring.arefresh()
+        assert ring.current == newer
+        newest = fake.rotate()
+        assert await asyncio.to_thread(ring.refresh)
+        assert ring.current == newest
+        with pytest.raises(RuntimeError, match="deadlock"):
+            ring.refresh()
 
 
 def test_a_silent_stream_is_dropped_and_reopened() -> None:
@@ -356,7 +340,7 @@ def test_a_silent_stream_is_dropped_and_reopened() -> None:
         with WatchedKeyRing.connect(
             served.url, fake.app, fake.token, read_timeout=0.2, backoff=Backoff(0.01, 0.02)
         ) as ring:
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 10
             while ring.watcher.streams_opened < 2:
                 assert time.monotonic() < deadline, "never reconnected"
                 time.sleep(0.02)
@@ -390,21 +374,17 @@ def test_a_ring_survives_a_server_restart_and_catches_up() -> None:
             served.stop()
 
 
-def test_the_watcher_reads_vars_with_null_values_as_unset() -> None:
+@pytest.mark.anyio
+async def test_the_watcher_reads_vars_with_null_values_as_unset() -> None:
     """A null config value (Heroku's unset marker) is left out of the snapshot."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"A": "1", "B": None}, headers={"ETag": '"4"'})
 
-    async def main() -> None:
-        watcher = ConfigWatcher(
-            "http://s", "a", "t", transport=httpx.MockTransport(handler), **FAST
-        )  # type: ignore[arg-type]
-        snapshot = await watcher.fetch()
-        assert (snapshot.release, dict(snapshot.vars)) == (4, {"A": "1"})
-        await watcher.aclose()
-
-    asyncio.run(main())
+    watcher = ConfigWatcher("http://s", "a", "t", transport=httpx.MockTransport(handler), **FAST)  # type: ignore[arg-type]
+    snapshot = await watcher.fetch()
+    assert (snapshot.release, dict(snapshot.vars)) == (4, {"A": "1"})
+    await watcher.aclose()
 
 
 @pytest.mark.parametrize(
@@ -418,22 +398,20 @@ def test_the_watcher_reads_vars_with_null_values_as_unset() -> None:
         (httpx.Response(418), "answered 418"),
     ],
 )
-def test_bad_server_answers_become_clear_errors(response: httpx.Response, message: str) -> None:
+@pytest.mark.anyio
+async def test_bad_server_answers_become_clear_errors(
+    response: httpx.Response, message: str
+) -> None:
     """Answers the protocol does not allow are SecureKeyErrors with a one-line reason."""
-
-    async def main() -> None:
-        watcher = ConfigWatcher(
-            "http://s", "a", "t", transport=httpx.MockTransport(lambda _: response)
-        )
-        with pytest.raises(Exception, match=message) as caught:
-            await watcher.fetch()
-        assert "\n" not in str(caught.value)
-        await watcher.aclose()
-
-    asyncio.run(main())
+    watcher = ConfigWatcher("http://s", "a", "t", transport=httpx.MockTransport(lambda _: response))
+    with pytest.raises(Exception, match=message) as caught:
+        await watcher.fetch()
+    assert "\n" not in str(caught.value)
+    await watcher.aclose()
 
 
-def test_an_unexpected_error_does_not_stop_the_watcher(
+@pytest.mark.anyio
+async def test_an_unexpected_error_does_not_stop_the_watcher(
     fake: FakeSecureKeyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Even an error nobody planned for is logged, and the watcher carries on."""
@@ -448,18 +426,8 @@ def test_an_unexpected_error_does_not_stop_the_watcher(
                 raise RuntimeError("surprise")
             return await inner.handle_async_request(request)
 
-    async def main() -> None:
-        watcher = _watcher(fake, transport=Flaky())
-        queue: asyncio.Queue[ConfigSnapshot] = asyncio.Queue()
-        await watcher.fetch()
-        watcher.add_listener(queue.put_nowait)
-        task = asyncio.ensure_future(watcher.run())
+    caplog.set_level(logging.ERROR, "securekey.client")
+    async with _following(_watcher(fake, transport=Flaky())) as queue:
         fake.rotate()
         assert (await _next(queue)).release == 2
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await watcher.aclose()
-
-    with caplog.at_level(logging.ERROR, "securekey.client"):
-        asyncio.run(main())
     assert "Unexpected error following service-1" in caplog.text

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from securekey.domain.keys import fingerprint
-from tests.e2e._sse import SseParser, SseStream
+from tests.e2e._sse import SseStream
 from tests.servers import Server
 
 #: The product promise: a release reaches a watcher within this many seconds.
@@ -80,27 +80,6 @@ def rotate(http: httpx.Client, app: LiveApp) -> tuple[int, str, float]:
 
 def stream_path(app: LiveApp) -> str:
     return f"/apps/{app.name}/config-vars/stream"
-
-
-def test_parser_follows_the_event_stream_rules() -> None:
-    """CRLF, CR and LF line ends, chunks split anywhere, comments, multi-line data and ids parse."""
-    raw = (
-        b': hello\r\nid: 7\r\nevent: config\r\ndata: {"A":\r\ndata:1}\r\n\r\n'
-        b"data: x\rid\r\r"
-        b"retry: 3000\nevent: config\ndata: \xc3\xa9\n\n"
-    )
-    for size in (1, 2, 3, len(raw)):
-        parser = SseParser()
-        items = []
-        for start in range(0, len(raw), size):
-            items += parser.feed(raw[start : start + size], 0.0)
-        assert [(i.comment, i.type, i.data, i.id) for i in items] == [
-            ("hello", "", "", None),
-            (None, "config", '{"A":\n1}', "7"),
-            (None, "message", "x", ""),
-            (None, "config", "é", ""),
-        ]
-        assert parser.retry == 3000
 
 
 def test_stream_sends_the_current_config_on_connect(server: Server, http: httpx.Client) -> None:

@@ -16,6 +16,7 @@ from securekey import __version__
 from securekey.cli.context import seg
 from securekey.cli.errors import CliError, ResponseError
 from securekey.cli.session import Credentials
+from securekey.client._tls import untrusted_certificate as _untrusted
 
 __all__ = ["ApiClient", "Reply"]
 
@@ -227,18 +228,6 @@ class ApiClient:
         else:
             text = message
         return ResponseError(text, status=status, id_=id_, body=body)
-
-
-def _untrusted(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate-verification failure behind a connection error, if that is the cause."""
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return None
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _reason(exc: Exception) -> str:

@@ -11,16 +11,15 @@ from securekey.client._envfile import read_env_file, write_env_file
 from securekey.client._errors import Reason, ServerUnavailableError, VerificationError
 from securekey.client._fake import FakeSecureKeyServer
 from securekey.client._frameworks import django_settings, flask_config, itsdangerous_keys
-from securekey.client._middleware import (
+from securekey.client._handshake import (
     LATEST_FINGERPRINT_HEADER,
     LATEST_KEY_HEADER,
     LATEST_KEYID_HEADER,
     RETRY_AFTER_HEADER,
     Handover,
     HandoverStats,
-    SecureKeyMiddleware,
-    SecureKeyWSGIMiddleware,
 )
+from securekey.client._middleware import SecureKeyMiddleware
 from securekey.client._ring import ChangeCallback, Fetcher, KeyRing, StaticKeyRing
 from securekey.client._signing import (
     SIGNATURE_HEADER,
@@ -34,13 +33,9 @@ from securekey.client._signing import (
     sign_request,
 )
 from securekey.client._verify import DEFAULT_KEY_HEADER, Mode, Verified, Verifier
-from securekey.client._watch import (
-    AsyncWatchedKeyRing,
-    Backoff,
-    ConfigWatcher,
-    SnapshotCallback,
-    WatchedKeyRing,
-)
+from securekey.client._watch import Backoff, ConfigWatcher, SnapshotCallback
+from securekey.client._watched import AsyncWatchedKeyRing, WatchedKeyRing
+from securekey.client._wsgi import SecureKeyWSGIMiddleware
 from securekey.domain.keys import Key, KeyPair, Slot, fingerprint, parse_pair
 
 __all__ = [

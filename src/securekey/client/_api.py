@@ -6,8 +6,6 @@ The only place that turns HTTP statuses and transport failures into ``SecureKeyE
 from __future__ import annotations
 
 import json
-import os
-import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -17,64 +15,20 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from securekey.client._errors import ServerUnavailableError
+from securekey.client._sse import SSEParser
+from securekey.client._tls import CA_BUNDLE_ENV, untrusted_certificate
 from securekey.domain.keys import KeyPair, parse_pair
 from securekey.exceptions import (
     AuthenticationError,
-    ConfigurationError,
     ForbiddenError,
     NotFoundError,
     SecureKeyError,
 )
 
-__all__ = [
-    "ACCEPT",
-    "CA_BUNDLE_ENV",
-    "ConfigSnapshot",
-    "Endpoint",
-    "SSEEvent",
-    "SSEParser",
-    "StreamShutdown",
-    "parse_etag",
-    "tls_verify",
-]
+__all__ = ["ACCEPT", "ConfigSnapshot", "Endpoint", "StreamShutdown", "parse_etag"]
 
 #: The Heroku Platform API v3 media type the server speaks.
 ACCEPT = "application/vnd.heroku+json; version=3"
-
-#: Names a PEM file of the CA certificates to trust for the server (a private CA, say).
-CA_BUNDLE_ENV = "SECUREKEY_CA_BUNDLE"
-
-
-def tls_verify(ca_bundle: str | os.PathLike[str] | None = None) -> ssl.SSLContext | bool:
-    """How to verify the server's certificate: against ``ca_bundle`` or the default CAs.
-
-    ``ca_bundle`` (when None, the file ``SECUREKEY_CA_BUNDLE`` names, like ``requests``'
-    ``REQUESTS_CA_BUNDLE``) replaces the default trust store: only its CAs are trusted.
-    Certificates are always verified; there is no switch to turn that off.
-    """
-    path = ca_bundle if ca_bundle is not None else os.environ.get(CA_BUNDLE_ENV) or None
-    if path is None:
-        return True
-    try:
-        return ssl.create_default_context(cafile=os.fspath(path))
-    except (OSError, ssl.SSLError) as exc:
-        source = CA_BUNDLE_ENV if ca_bundle is None else "ca_bundle"
-        raise ConfigurationError(
-            f"{source}={os.fspath(path)!r} is not a readable PEM file of CA certificates "
-            f"({type(exc).__name__})."
-        ) from None
-
-
-def _untrusted(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate-verification failure behind a transport error, if that is what it is."""
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return None
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +85,6 @@ def _config_vars(payload: object) -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One dispatched server-sent event."""
-
-    event: str
-    data: str
-    id: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class StreamShutdown:
     """The server ended the stream on purpose (``event: shutdown``, graceful shutdown).
 
@@ -148,39 +93,6 @@ class StreamShutdown:
     """
 
     retry: float | None
-
-
-class SSEParser:
-    """An incremental ``text/event-stream`` parser: feed it lines, get events at blank lines."""
-
-    def __init__(self) -> None:
-        self._event = ""
-        self._data: list[str] = []
-        self._last_id: str | None = None
-        self.retry: int | None = None
-
-    def feed(self, line: str) -> SSEEvent | None:
-        """Take one line (without its end of line); return an event when one is complete."""
-        if line == "":
-            if not self._data:
-                self._event = ""
-                return None
-            event = SSEEvent(self._event or "message", "\n".join(self._data), self._last_id)
-            self._event, self._data = "", []
-            return event
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            self._event = value
-        elif name == "data":
-            self._data.append(value)
-        elif name == "id" and "\0" not in value:
-            self._last_id = value
-        elif name == "retry" and value.isdigit():
-            self.retry = int(value)
-        return None
 
 
 def _host(url: str) -> str:
@@ -233,7 +145,7 @@ class Endpoint:
 
     def unreachable(self, exc: Exception) -> ServerUnavailableError:
         """The error for a transport failure, naming the host and the failure's kind only."""
-        untrusted = _untrusted(exc)
+        untrusted = untrusted_certificate(exc)
         if untrusted is not None:
             return ServerUnavailableError(
                 f"The securekey server at {_host(self.url)} presented a certificate that is not "
@@ -327,21 +239,29 @@ class Endpoint:
                         "The securekey server's config-var stream is not an event stream."
                     )
                 yield None
-                parser = SSEParser()
-                async for line in response.aiter_lines():
-                    event = parser.feed(line)
-                    if event is not None and event.event == "shutdown":
-                        retry = None if parser.retry is None else parser.retry / 1000
-                        yield StreamShutdown(retry)
+                async for item in _config_events(response):
+                    yield item
+                    if isinstance(item, StreamShutdown):
                         return
-                    if event is None or event.event != "config":
-                        continue
-                    if event.id is None or not event.id.isdigit():
-                        continue
-                    try:
-                        payload = json.loads(event.data)
-                    except ValueError:
-                        continue
-                    yield ConfigSnapshot(int(event.id), _config_vars(payload))
         except httpx.TransportError as exc:
             raise self.unreachable(exc) from exc
+
+
+async def _config_events(
+    response: httpx.Response,
+) -> AsyncIterator[ConfigSnapshot | StreamShutdown]:
+    """The snapshots a config-var stream carries, then a ``StreamShutdown`` if it ends so."""
+    parser = SSEParser()
+    async for chunk in response.aiter_bytes():
+        for event in parser.feed(chunk):
+            if event.event == "shutdown":
+                retry = None if parser.retry is None else parser.retry / 1000
+                yield StreamShutdown(retry)
+                return
+            if event.event != "config" or event.id is None or not event.id.isdigit():
+                continue
+            try:
+                payload = json.loads(event.data)
+            except ValueError:
+                continue
+            yield ConfigSnapshot(int(event.id), _config_vars(payload))

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from securekey.client._middleware import (
+from securekey.client._handshake import (
     LATEST_FINGERPRINT_HEADER,
     LATEST_KEY_HEADER,
     LATEST_KEYID_HEADER,
@@ -138,15 +138,8 @@ def _server_wait(headers: Mapping[str, str]) -> float | None:
     return wait if math.isfinite(wait) and 0 <= wait <= MAX_RETRY_WAIT else None
 
 
-class SecureKeyAuth(httpx.Auth):
-    """httpx auth: ``httpx.Client(auth=SecureKeyAuth(ring))``; sync and async clients alike.
-
-    ``signed=True`` signs instead of presenting the key. ``header`` is where the key goes
-    (``Authorization: Bearer <key>`` by default, or e.g. ``X-Securekey-Key: <key>``).
-    ``retry`` (default on) resends after a 401 when a refresh finds a newer key, or after the
-    wait the server names when it could not refresh yet (at most ``MAX_RESENDS`` times); it
-    makes httpx read the request body into memory first, as signing does.
-    """
+class _KeyAuth:
+    """The options both auth classes take, and the key they present (see ``SecureKeyAuth``)."""
 
     def __init__(
         self,
@@ -156,14 +149,30 @@ class SecureKeyAuth(httpx.Auth):
         header: str = DEFAULT_KEY_HEADER,
         retry: bool = True,
     ) -> None:
+        self._check_installed()
         self._presenter = _Presenter(ring, signed, header)
         self.retry = retry
+        #: httpx reads the body into memory first when set (signing and resending need it).
         self.requires_request_body = signed or retry
+
+    def _check_installed(self) -> None:
+        """Raise ImportError if the HTTP library this class serves is missing."""
 
     @property
     def key(self) -> Key:
         """The key the next request will use."""
         return self._presenter.key()
+
+
+class SecureKeyAuth(_KeyAuth, httpx.Auth):
+    """httpx auth: ``httpx.Client(auth=SecureKeyAuth(ring))``; sync and async clients alike.
+
+    ``signed=True`` signs instead of presenting the key. ``header`` is where the key goes
+    (``Authorization: Bearer <key>`` by default, or e.g. ``X-Securekey-Key: <key>``).
+    ``retry`` (default on) resends after a 401 when a refresh finds a newer key, or after the
+    wait the server names when it could not refresh yet (at most ``MAX_RESENDS`` times); it
+    makes httpx read the request body into memory first, as signing does.
+    """
 
     def _apply(self, request: httpx.Request) -> str:
         body = request.content if self.requires_request_body else b""
@@ -232,7 +241,7 @@ def _body_bytes(body: object, signed: bool) -> bytes:
     return b""
 
 
-class SecureKeyRequestsAuth:
+class SecureKeyRequestsAuth(_KeyAuth):
     """requests auth: ``requests.get(url, auth=SecureKeyRequestsAuth(ring))``.
 
     Same options as ``SecureKeyAuth``. requests accepts any callable as ``auth`` (this is the
@@ -240,22 +249,8 @@ class SecureKeyRequestsAuth:
     clear ImportError says so if it is missing.
     """
 
-    def __init__(
-        self,
-        ring: KeyRing,
-        *,
-        signed: bool = False,
-        header: str = DEFAULT_KEY_HEADER,
-        retry: bool = True,
-    ) -> None:
+    def _check_installed(self) -> None:
         _require_requests()
-        self._presenter = _Presenter(ring, signed, header)
-        self.retry = retry
-
-    @property
-    def key(self) -> Key:
-        """The key the next request will use."""
-        return self._presenter.key()
 
     def _apply(self, request: Any) -> str:
         body = _body_bytes(request.body, self._presenter.signed)

@@ -13,12 +13,13 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 import httpx
 
+from securekey.client._fake_stream import Subscription, SubscriptionStream, serve_stream
 from securekey.client._middleware import Receive, Scope, Send
 from securekey.domain.keys import KeyPair, parse_pair
 from securekey.exceptions import NotFoundError
@@ -54,76 +55,6 @@ class _StreamRequest:
     last_event_id: str | None
 
 
-@dataclass(eq=False)
-class _Subscription:
-    """One open stream: wakes when its app changes, the server shuts down, or it is closed."""
-
-    server: FakeSecureKeyServer
-    app: str
-    sent: int | None
-    loop: asyncio.AbstractEventLoop
-    event: asyncio.Event = field(default_factory=asyncio.Event)
-    closed: bool = False
-    ping_due: bool = False
-    #: Sent once before the stream ends (the real server's ``event: shutdown``), if set.
-    farewell: bytes | None = None
-
-    def _ping(self) -> None:
-        self.ping_due = True
-        self.event.set()
-
-    def wake(self) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.event.set)
-        except RuntimeError:  # its loop is gone: nothing left to wake
-            self.closed = True
-
-    def close(self) -> None:
-        self.closed = True
-        self.wake()
-
-    async def next_chunk(self) -> bytes | None:
-        """The next bytes to send (an event or a ping), or None when the stream ends."""
-        while True:
-            if self.closed:
-                farewell, self.farewell = self.farewell, None
-                return farewell
-            state = self.server._state(self.app)
-            if state is None:
-                return None
-            release, values = state
-            if release != self.sent:
-                self.sent = release
-                self.server._count("events")
-                data = json.dumps(values, separators=(",", ":"))
-                return f"id: {release}\nevent: config\ndata: {data}\n\n".encode()
-            if self.ping_due:
-                self.ping_due = False
-                return b": ping\n\n"
-            # A timer rather than asyncio.wait_for: on Python 3.11 wait_for can swallow a
-            # cancellation that lands as the event fires, and the stream would never end.
-            timer = self.loop.call_later(self.server.ping_interval, self._ping)
-            try:
-                await self.event.wait()
-            finally:
-                timer.cancel()
-            self.event.clear()
-
-
-class _SubscriptionStream(httpx.AsyncByteStream):
-    """An event stream body for the mock transport."""
-
-    def __init__(self, subscription: _Subscription) -> None:
-        self._sub = subscription
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while (chunk := await self._sub.next_chunk()) is not None:
-            yield chunk
-
-    async def aclose(self) -> None:
-        self._sub.server._unsubscribe(self._sub)
-
-
 class FakeSecureKeyServer:
     """An in-process stand-in for the securekey server's config-var endpoints.
 
@@ -149,7 +80,7 @@ class FakeSecureKeyServer:
         self._lock = threading.Lock()
         self._apps: dict[str, _App] = {}
         self._tokens: dict[str, str] = {}
-        self._subs: set[_Subscription] = set()
+        self._subs: set[Subscription] = set()
         self._closing = False
         self.app, self.token, self.var = app, token, var
         self.ping_interval = ping_interval
@@ -275,17 +206,25 @@ class FakeSecureKeyServer:
         for sub in subs:
             sub.wake()
 
-    def _subscribe(self, request: _StreamRequest) -> _Subscription:
+    def _subscribe(self, request: _StreamRequest) -> Subscription:
         last = request.last_event_id
         sent = int(last) if last and last.isdigit() else None
-        sub = _Subscription(self, request.app, sent, asyncio.get_running_loop())
+        sub = Subscription(
+            request.app,
+            sent,
+            asyncio.get_running_loop(),
+            state=self._state,
+            count=self._count,
+            ping_interval=self.ping_interval,
+            ended=self._unsubscribe,
+        )
         with self._lock:
             self.counts["stream"] += 1
             self.last_event_ids.append(last)
             self._subs.add(sub)
         return sub
 
-    def _unsubscribe(self, sub: _Subscription) -> None:
+    def _unsubscribe(self, sub: Subscription) -> None:
         sub.closed = True
         with self._lock:
             self._subs.discard(sub)
@@ -339,7 +278,7 @@ class FakeSecureKeyServer:
             return httpx.Response(
                 200,
                 headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
-                stream=_SubscriptionStream(self._subscribe(result)),
+                stream=SubscriptionStream(self._subscribe(result)),
             )
 
         return httpx.MockTransport(handler)
@@ -378,27 +317,7 @@ class FakeSecureKeyServer:
             await send({"type": "http.response.start", "status": result.status, "headers": raw})
             await send({"type": "http.response.body", "body": result.body})
             return
-        await self._stream(self._subscribe(result), receive, send)
-
-    async def _stream(self, sub: _Subscription, receive: Receive, send: Send) -> None:
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            sub.close()
-
-        watcher = asyncio.ensure_future(watch_disconnect())
-        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            while (chunk := await sub.next_chunk()) is not None:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if not watcher.done():
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # pragma: no cover - the client vanished mid-send
-            pass
-        finally:
-            watcher.cancel()
-            self._unsubscribe(sub)
+        await serve_stream(self._subscribe(result), receive, send)
 
     def __repr__(self) -> str:
         with self._lock:

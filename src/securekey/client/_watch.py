@@ -1,8 +1,7 @@
-"""Live refresh: follow an app's config-var stream and swap a key ring the moment it changes.
+"""Live refresh's core: ``ConfigWatcher`` follows an app's config-var stream, in asyncio.
 
-``ConfigWatcher`` is the asyncio core (stream, reconnect with backoff and ``Last-Event-ID``,
-conditional-GET polling while the stream is down). ``AsyncWatchedKeyRing`` runs it in the
-caller's event loop; ``WatchedKeyRing`` runs it in a background thread with its own loop.
+It reconnects with backoff and ``Last-Event-ID``, and polls with conditional GETs while the
+stream is down. The watched key rings (``_watched``) and ``securekey run`` build on it.
 """
 
 from __future__ import annotations
@@ -12,20 +11,16 @@ import contextlib
 import logging
 import os
 import random
-import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
-from concurrent.futures import Future
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 import httpx
 
-from securekey.client._api import ConfigSnapshot, Endpoint, StreamShutdown, tls_verify
-from securekey.client._ring import KeyRing
-from securekey.domain.keys import KeyPair, parse_pair
-from securekey.exceptions import SecureKeyError, ValidationError
+from securekey.client._api import ConfigSnapshot, Endpoint, StreamShutdown
+from securekey.client._tls import tls_verify
+from securekey.exceptions import SecureKeyError
 
-__all__ = ["AsyncWatchedKeyRing", "Backoff", "ConfigWatcher", "SnapshotCallback", "WatchedKeyRing"]
+__all__ = ["SHUTDOWN_RETRY_CAP", "Backoff", "ConfigWatcher", "SnapshotCallback"]
 
 log = logging.getLogger("securekey.client")
 T = TypeVar("T")
@@ -88,6 +83,9 @@ class ConfigWatcher:
         ca_bundle: str | os.PathLike[str] | None = None,
     ) -> None:
         self.endpoint = Endpoint(url, app, token)
+        #: Seconds a request to the server may take (connect, write, pool; reads on a stream
+        #: are bounded by ``read_timeout`` instead).
+        self.timeout = timeout
         self._client = httpx.AsyncClient(
             transport=transport, timeout=timeout, verify=tls_verify(ca_bundle)
         )
@@ -232,261 +230,13 @@ class ConfigWatcher:
         """Close the HTTP client (cancel ``run`` first)."""
         await self._client.aclose()
 
+    async def stop(self, task: asyncio.Task[None] | None) -> None:
+        """Cancel ``task`` (the one running ``run``), then close the connections.
 
-class _LoopThread:
-    """A daemon thread running an event loop that other threads hand coroutines to."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``coro`` as a task on the loop; returns the task."""
-
-        async def create() -> asyncio.Task[None]:
-            return asyncio.ensure_future(coro)
-
-        return self.submit(create()).result()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        async def cancel_all() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        if self.loop.is_closed():
-            return
-        with contextlib.suppress(Exception):
-            self.submit(cancel_all()).result(timeout)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout)
-        if not self._thread.is_alive():
-            self.loop.close()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-async def _stop_watching(task: asyncio.Task[None] | None, watcher: ConfigWatcher) -> None:
-    """Cancel the following task, then close the connections (in that order: no alarms)."""
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await watcher.aclose()
-
-
-class _WatcherFetcher:
-    """A ring's refresh: one conditional GET on the watcher's own loop, from any thread."""
-
-    def __init__(
-        self, watcher: ConfigWatcher, loop: asyncio.AbstractEventLoop, timeout: float
-    ) -> None:
-        self._watcher, self._loop, self._timeout = watcher, loop, timeout
-
-    def fetch(self) -> KeyPair | None:
-        if _running_loop() is self._loop:
-            raise RuntimeError(
-                "refresh() inside the watcher's event loop would deadlock; use arefresh()."
-            )
-        asyncio.run_coroutine_threadsafe(self._watcher.fetch(), self._loop).result(self._timeout)
-        return None  # the watcher's listener has swapped the ring already
-
-    async def afetch(self) -> KeyPair | None:
-        if _running_loop() is self._loop:
-            await self._watcher.fetch()
-        else:
-            future = asyncio.run_coroutine_threadsafe(self._watcher.fetch(), self._loop)
-            await asyncio.wrap_future(future)
-        return None
-
-
-class _WatchedMixin(KeyRing):
-    """What both watched rings share: the watcher, the var, and applying a snapshot."""
-
-    _watcher: ConfigWatcher
-    _var: str
-
-    @property
-    def watcher(self) -> ConfigWatcher:
-        """The watcher feeding this ring."""
-        return self._watcher
-
-    @property
-    def var(self) -> str:
-        """The config var holding the pair, e.g. ``SERVICE_ONE_SECURE_KEY``."""
-        return self._var
-
-    @property
-    def release(self) -> int | None:
-        """The newest release of the app this ring has seen."""
-        return self._watcher.release
-
-    def _on_snapshot(self, snapshot: ConfigSnapshot) -> None:
-        value = snapshot.vars.get(self._var)
-        if value is None:
-            log.warning(
-                "Config var %s is not set at release v%d; keeping the keys in force.",
-                self._var,
-                snapshot.release,
-            )
-            return
-        try:
-            pair = parse_pair(value)
-        except ValidationError as exc:
-            log.warning(
-                "Config var %s at release v%d is no key pair (%s); keeping the keys.",
-                self._var,
-                snapshot.release,
-                exc.message,
-            )
-            return
-        self.swap(pair)
-
-
-class WatchedKeyRing(_WatchedMixin):
-    """A key ring kept current by a background thread following the server's stream.
-
-    Create it with ``WatchedKeyRing.connect(...)`` (it fetches once, raising if it cannot),
-    use it from any thread, and ``close()`` it (or use it as a context manager).
-    ``transport`` is an ``httpx.AsyncBaseTransport``: the thread runs an asyncio loop.
-    """
-
-    _thread: _LoopThread
-    _task: asyncio.Task[None]
-
-    @classmethod
-    def connect(
-        cls,
-        url: str,
-        app: str,
-        token: str,
-        *,
-        var: str = "SECURE_KEY",
-        transport: httpx.AsyncBaseTransport | None = None,
-        poll_interval: float = 5.0,
-        read_timeout: float = 45.0,
-        timeout: float = 10.0,
-        backoff: Backoff | None = None,
-        apply_delay: Callable[[], float] | None = None,
-        min_refresh_interval: float = 1.0,
-        ca_bundle: str | os.PathLike[str] | None = None,
-    ) -> Self:
-        """Fetch the pair in ``var`` now, then follow the app's config vars in a thread."""
-        thread = _LoopThread(f"securekey-watch-{app}")
-        watcher = ConfigWatcher(
-            url,
-            app,
-            token,
-            transport=transport,
-            poll_interval=poll_interval,
-            read_timeout=read_timeout,
-            timeout=timeout,
-            backoff=backoff,
-            apply_delay=apply_delay,
-            ca_bundle=ca_bundle,
-        )
-        try:
-            snapshot = thread.submit(watcher.fetch()).result(timeout + 5)
-            pair = snapshot.pair(var)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                thread.submit(watcher.aclose()).result(5)
-            thread.stop()
-            raise
-        ring = cls(
-            pair,
-            fetcher=_WatcherFetcher(watcher, thread.loop, timeout + 5),
-            min_refresh_interval=min_refresh_interval,
-        )
-        ring._watcher, ring._var, ring._thread = watcher, var, thread
-        thread.loop.call_soon_threadsafe(watcher.add_listener, ring._on_snapshot)
-        ring._task = thread.start(watcher.run())
-        return ring
-
-    def close(self) -> None:
-        """Stop following and release the thread and its connections."""
-        with contextlib.suppress(Exception):
-            self._thread.submit(_stop_watching(self._task, self._watcher)).result(5)
-        self._thread.stop()
-
-
-class AsyncWatchedKeyRing(_WatchedMixin):
-    """A key ring kept current by a task in the caller's event loop.
-
-    ``ring = await AsyncWatchedKeyRing.connect(...)`` then ``await ring.aclose()``, or
-    ``async with await AsyncWatchedKeyRing.connect(...) as ring``. Other threads may still
-    call ``refresh()``: it runs on this ring's loop.
-    """
-
-    _task: asyncio.Task[None]
-
-    @classmethod
-    async def connect(
-        cls,
-        url: str,
-        app: str,
-        token: str,
-        *,
-        var: str = "SECURE_KEY",
-        transport: httpx.AsyncBaseTransport | None = None,
-        poll_interval: float = 5.0,
-        read_timeout: float = 45.0,
-        timeout: float = 10.0,
-        backoff: Backoff | None = None,
-        apply_delay: Callable[[], float] | None = None,
-        min_refresh_interval: float = 1.0,
-        ca_bundle: str | os.PathLike[str] | None = None,
-    ) -> Self:
-        """Fetch the pair in ``var`` now, then follow the app's config vars in a task."""
-        watcher = ConfigWatcher(
-            url,
-            app,
-            token,
-            transport=transport,
-            poll_interval=poll_interval,
-            read_timeout=read_timeout,
-            timeout=timeout,
-            backoff=backoff,
-            apply_delay=apply_delay,
-            ca_bundle=ca_bundle,
-        )
-        try:
-            pair = (await watcher.fetch()).pair(var)
-        except BaseException:
-            await watcher.aclose()
-            raise
-        loop = asyncio.get_running_loop()
-        ring = cls(
-            pair,
-            fetcher=_WatcherFetcher(watcher, loop, timeout + 5),
-            min_refresh_interval=min_refresh_interval,
-        )
-        ring._watcher, ring._var = watcher, var
-        watcher.add_listener(ring._on_snapshot)
-        ring._task = asyncio.ensure_future(watcher.run())
-        return ring
-
-    async def aclose(self) -> None:
-        """Stop following and close the connections."""
-        await _stop_watching(self._task, self._watcher)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+        In that order, so the stream does not end as a failure worth a warning.
+        """
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.aclose()

@@ -7,6 +7,7 @@ constant time. (Django's fallback list runs the other way: newest first, then ol
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import re
@@ -58,6 +59,15 @@ class Key:
     def bytes(self) -> bytes:
         """The raw 32 key bytes (for HMAC signing)."""
         return bytes.fromhex(self.hex)
+
+    # ``builtins.bytes``: inside this class ``bytes`` names the property above.
+    def sign(self, message: builtins.bytes) -> str:
+        """HMAC-SHA256 of ``message`` under this key, as lower-case hex: the one place for it."""
+        return hmac.new(self.bytes, message, hashlib.sha256).hexdigest()
+
+    def signed(self, message: builtins.bytes, signature: str) -> bool:
+        """Whether ``signature`` (hex, any case) is this key's over ``message``; constant time."""
+        return hmac.compare_digest(self.sign(message).encode(), signature.lower().encode())
 
     def matches(self, presented: str) -> bool:
         """Constant-time comparison with a presented key (any case)."""
