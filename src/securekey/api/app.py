@@ -20,7 +20,16 @@ from securekey.api.live import ConfigCache, ReleaseHub, ReleaseSink, StreamSlots
 from securekey.api.metrics import Metrics
 from securekey.api.middleware import MAX_BODY, CachedConfigRead, Limits
 from securekey.api.openapi import document_security
-from securekey.api.routes import audit, extras, ops, platform, rotation, tokens, webhooks
+from securekey.api.routes import (
+    audit,
+    extras,
+    ops,
+    platform,
+    releases,
+    rotation,
+    tokens,
+    webhooks,
+)
 from securekey.api.webhook_wiring import WebhookWiring
 from securekey.domain.clock import Clock
 from securekey.runtime import Runtime
@@ -30,7 +39,7 @@ from securekey.web import mount_dashboard
 
 __all__ = ["MAX_BODY", "create_api"]
 
-_ROUTERS = (platform, rotation, tokens, webhooks, extras, audit, ops)
+_ROUTERS = (platform, releases, rotation, tokens, webhooks, extras, audit, ops)
 
 
 def create_api(

@@ -145,12 +145,9 @@ class Dashboard:
             session = await self.current(request)
             if session is None:
                 return self.refused(request, 401, "Your session has ended; sign in again.")
-            if not same_origin(request):
-                return self.refused(request, 403, "Cross-site form posts are refused.")
-            try:
-                form = await read_form(request)
-            except FormError as error:
-                return self.refused(request, 400, str(error))
+            form = await self.posted_form(request)
+            if isinstance(form, Response):
+                return form
             if not tokens_match(form.get("csrf"), session.csrf):
                 log.warning("dashboard form refused: missing or wrong CSRF token")
                 return self.refused(request, 403, "The form's CSRF token is missing or wrong.")
@@ -161,6 +158,15 @@ class Dashboard:
                 return RedirectResponse(_back(request, form), 303)
 
         return endpoint
+
+    async def posted_form(self, request: Request) -> dict[str, str] | Response:
+        """A same-origin request's form, or the refusal to answer instead (403 or 400)."""
+        if not same_origin(request):
+            return self.refused(request, 403, "Cross-site form posts are refused.")
+        try:
+            return await read_form(request)
+        except FormError as error:
+            return self.refused(request, 400, str(error))
 
     def refused(self, request: Request, status: int, message: str) -> Response:
         """The error page for a request refused before any handler ran."""

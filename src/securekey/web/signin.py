@@ -18,10 +18,7 @@ from securekey.domain.models import TokenKind
 from securekey.exceptions import AuthenticationError, RateLimitedError
 from securekey.web.guard import (
     SIGNIN_COOKIE,
-    FormError,
     cookie_name,
-    read_form,
-    same_origin,
     set_cookie,
     tokens_match,
 )
@@ -58,12 +55,9 @@ class SignIn:
     async def sign_in(self, request: Request) -> Response:
         """Exchange an operator token for a session; app tokens and bad tokens are refused."""
         dashboard = self.dashboard
-        if not same_origin(request):
-            return dashboard.refused(request, 403, "Cross-site form posts are refused.")
-        try:
-            form = await read_form(request)
-        except FormError as error:
-            return dashboard.refused(request, 400, str(error))
+        form = await dashboard.posted_form(request)
+        if isinstance(form, Response):
+            return form
         if not tokens_match(form.get("csrf"), request.cookies.get(SIGNIN_COOKIE, "")):
             return self._page(request, "The sign-in form expired; try again.", 403)
         raw = form.get("token", "").strip()

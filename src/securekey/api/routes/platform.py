@@ -1,4 +1,6 @@
-"""The Heroku Platform API v3 subset: apps, add-ons, attachments, config vars, releases, account."""
+"""The Heroku Platform API v3 subset: apps, add-ons, attachments, config vars and the account
+(releases are in ``routes/releases.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +11,7 @@ from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import Response
 
 from securekey.api.context import ApiContext, ctx_of, etag_matches, json_response, readable_config
-from securekey.api.errors import ApiError
 from securekey.api.middleware.cached_config import CONFIG_ROUTE
-from securekey.api.ranges import parse_range
 from securekey.api.routes._common import (
     ERRORS,
     Anyone,
@@ -37,7 +37,6 @@ from securekey.api.schemas import (
     AttachmentOut,
     ConfigVarsPatch,
     RateLimitOut,
-    ReleaseOut,
     ResolveAddon,
 )
 from securekey.domain.models import Addon
@@ -49,7 +48,6 @@ from securekey.services.resources import (
     ACCOUNT_ID,
     account_resource,
     app_resource,
-    release_resource,
 )
 
 router = APIRouter()
@@ -58,7 +56,6 @@ apps = RouteTable("apps", router)
 addons = RouteTable("add-ons", router)
 attachments = RouteTable("add-on attachments", router)
 config_vars = RouteTable("config vars", router)
-releases = RouteTable("releases", router)
 _CONFIG_KEYS = {"period"}
 
 
@@ -278,18 +275,29 @@ def create_attachment(request: Request, who: Operator, body: AttachmentCreate) -
     return json_response(attachment_views(ctx, [att])[0], 201)
 
 
+def _attachment_list(
+    request: Request, *, app: str | None = None, addon: str | None = None
+) -> Response:
+    ctx = ctx_of(request)
+    found = ctx.service.list_attachments(addon_ref=addon, app_ref=app)
+    return listed(request, attachment_views(ctx, found))
+
+
+def _attachment(request: Request, ref: str, *, app: str | None = None) -> Response:
+    ctx = ctx_of(request)
+    return json_response(attachment_views(ctx, [ctx.service.get_attachment(ref, app_ref=app)])[0])
+
+
 @attachments.list("/addon-attachments", AttachmentOut, "Every attachment")
 def list_attachments(request: Request, _who: Operator, _range: RangeHeader = None) -> Response:
     """Every attachment."""
-    ctx = ctx_of(request)
-    return listed(request, attachment_views(ctx, ctx.service.list_attachments()))
+    return _attachment_list(request)
 
 
 @attachments.get("/addon-attachments/{attachment}", AttachmentOut, "The attachment")
 def get_attachment(request: Request, attachment: str, _who: Operator) -> Response:
     """One attachment by id."""
-    ctx = ctx_of(request)
-    return json_response(attachment_views(ctx, [ctx.service.get_attachment(attachment)])[0])
+    return _attachment(request, attachment)
 
 
 @attachments.list("/apps/{app}/addon-attachments", AttachmentOut, "The app's attachments")
@@ -297,16 +305,13 @@ def list_app_attachments(
     request: Request, app: str, _who: Operator, _range: RangeHeader = None
 ) -> Response:
     """An app's attachments."""
-    ctx = ctx_of(request)
-    return listed(request, attachment_views(ctx, ctx.service.list_attachments(app_ref=app)))
+    return _attachment_list(request, app=app)
 
 
 @attachments.get("/apps/{app}/addon-attachments/{attachment}", AttachmentOut, "The attachment")
 def get_app_attachment(request: Request, app: str, attachment: str, _who: Operator) -> Response:
     """One of an app's attachments by name or id."""
-    ctx = ctx_of(request)
-    att = ctx.service.get_attachment(attachment, app_ref=app)
-    return json_response(attachment_views(ctx, [att])[0])
+    return _attachment(request, attachment, app=app)
 
 
 @attachments.list("/addons/{addon}/addon-attachments", AttachmentOut, "The add-on's attachments")
@@ -314,8 +319,7 @@ def list_addon_attachments(
     request: Request, addon: str, _who: Operator, _range: RangeHeader = None
 ) -> Response:
     """Every app an add-on is attached to."""
-    ctx = ctx_of(request)
-    return listed(request, attachment_views(ctx, ctx.service.list_attachments(addon_ref=addon)))
+    return _attachment_list(request, addon=addon)
 
 
 @attachments.delete("/addon-attachments/{attachment}", AttachmentOut, "Detached")
@@ -369,50 +373,3 @@ def update_config_vars(
     ctx.service.set_config(app, body, actor=who.actor)
     application, config = ctx.service.config_snapshot(app)
     return json_response(config, headers={"ETag": f'"{application.release}"'})
-
-
-# --------------------------------------------------------------------- releases
-
-
-@releases.list("/apps/{app}/releases", ReleaseOut, "Releases")
-def list_releases(
-    request: Request, app: str, _who: Operator, _range: RangeHeader = None
-) -> Response:
-    """An app's releases; ``Range: version ..; max=15, order=desc`` gives the newest first."""
-    svc = ctx_of(request).service
-    application = svc.get_app(app)
-    spec = parse_range(request.headers.get("range"), ("version", "id"), "version")
-    if spec.field != "version":
-        spec = type(spec)("version", max=spec.max, order=spec.order)
-
-    def bound(text: str | None, exclusive: bool, step: int) -> int | None:
-        if text is None:
-            return None
-        if not (text.isascii() and text.isdigit()) or len(text) > 9:
-            raise ApiError(400, "invalid_range", "Release range bounds must be version numbers.")
-        return int(text) + (step if exclusive else 0)
-
-    start = bound(spec.start, spec.start_exclusive, 1)
-    end = bound(spec.end, spec.end_exclusive, -1)
-    rows = svc.releases(
-        application.id, start=start, end=end, limit=spec.max + 1, descending=spec.order == "desc"
-    )
-    chunk = rows[: spec.max]
-    headers = {"Accept-Ranges": "version"}
-    if chunk:
-        headers["Content-Range"] = f"version {chunk[0].version}..{chunk[-1].version}"
-    partial = len(rows) > spec.max
-    if partial:
-        last = chunk[-1].version
-        bounds = f"]{last}.." if spec.order == "asc" else f"..[{last}"
-        headers["Next-Range"] = f"version {bounds}; max={spec.max}, order={spec.order}"
-    data = [release_resource(r, application) for r in chunk]
-    return json_response(data, 206 if partial else 200, headers)
-
-
-@releases.get("/apps/{app}/releases/{release}", ReleaseOut, "The release")
-def get_release(request: Request, app: str, release: str, _who: Operator) -> Response:
-    """One release by version (``3`` or ``v3``) or id."""
-    svc = ctx_of(request).service
-    application = svc.get_app(app)
-    return json_response(release_resource(svc.release(application.id, release), application))
