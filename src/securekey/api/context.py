@@ -27,6 +27,7 @@ from securekey.services.webhooks import WebhookService
 
 __all__ = [
     "ApiContext",
+    "authorize_config_read",
     "check_path_params",
     "ctx_of",
     "etag_matches",
@@ -159,8 +160,17 @@ async def readable_config(ctx: ApiContext, app: str, who: Principal) -> CachedCo
         if who.kind is not TokenKind.OPERATOR:
             raise ForbiddenError("This token belongs to another app.") from None
         raise
-    require_app_reader(who, snapshot.app_id)
+    authorize_config_read(who, snapshot)
     return snapshot
+
+
+def authorize_config_read(who: Principal, snapshot: CachedConfig) -> None:
+    """The one rule for reading an app's config: an operator, or a token of that app (403).
+
+    Asked by the route (through ``readable_config``) and by the in-memory fast path
+    (``api/middleware/cached_config.py``), which leaves any refusal to the route.
+    """
+    require_app_reader(who, snapshot.app_id)
 
 
 def json_response(

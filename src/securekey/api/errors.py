@@ -7,7 +7,8 @@ Messages are the exceptions' own, which never contain key material.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,20 +21,16 @@ __all__ = ["ApiError", "error_response", "install_error_handlers", "status_for"]
 
 log = logging.getLogger("securekey.api")
 
-# Most specific first: the first matching class decides.
-_TABLE: list[tuple[type[exc.SecureKeyError], int]] = [
-    (exc.ValidationError, 422),
-    (exc.NotFoundError, 404),
-    (exc.BusyError, 409),
-    (exc.ConflictError, 422),
-    (exc.RefusedError, 422),
-    (exc.AuthenticationError, 401),
-    (exc.ForbiddenError, 403),
-    (exc.RateLimitedError, 429),
-    (exc.RotationFailedError, 503),
-    (exc.UnavailableError, 503),
-    (exc.DecryptionError, 500),
-    (exc.ConfigurationError, 500),
+# Most specific first: the first matching class decides (a BusyError is a ConflictError).
+_TABLE: list[tuple[tuple[type[exc.SecureKeyError], ...], int]] = [
+    ((exc.BusyError,), 409),
+    ((exc.ValidationError, exc.ConflictError, exc.RefusedError), 422),
+    ((exc.NotFoundError,), 404),
+    ((exc.AuthenticationError,), 401),
+    ((exc.ForbiddenError,), 403),
+    ((exc.RateLimitedError,), 429),
+    ((exc.RotationFailedError, exc.UnavailableError), 503),
+    ((exc.DecryptionError, exc.ConfigurationError), 500),
 ]
 
 
@@ -50,8 +47,8 @@ class ApiError(Exception):
 
 def status_for(error: exc.SecureKeyError) -> int:
     """The HTTP status for a securekey error."""
-    for cls, status in _TABLE:
-        if isinstance(error, cls):
+    for classes, status in _TABLE:
+        if isinstance(error, classes):
             return status
     return 500
 
@@ -99,55 +96,69 @@ def _first_problem(problems: list[Any]) -> tuple[str, str]:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the translations on ``app``."""
+    _register(app, exc.SecureKeyError, _domain)
+    _register(app, ApiError, _api)
+    _register(app, RequestValidationError, _validation)
+    _register(app, StarletteHTTPException, _http)
+    _register(app, Exception, _unexpected)
 
-    @app.exception_handler(exc.SecureKeyError)
-    async def _domain(_request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, exc.SecureKeyError)
-        status = status_for(error)
-        # A database outage is logged once by the store, not once per request.
-        if status >= 500 and not isinstance(error, exc.UnavailableError):
-            log.error("%s: %s", type(error).__name__, error.message)
-        headers = None
-        if isinstance(error, exc.RateLimitedError | exc.UnavailableError):
-            headers = {"Retry-After": str(error.retry_after)}
-        if isinstance(error, exc.AuthenticationError):
-            headers = {"WWW-Authenticate": 'Bearer realm="securekey"'}
-        return error_response(status, error.id, error.message, headers, **_body(error))
 
-    @app.exception_handler(ApiError)
-    async def _api(_request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, ApiError)
-        return error_response(error.status, error.id, error.message, **error.extra)
+_E = TypeVar("_E", bound=Exception)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, RequestValidationError)
-        problems = list(error.errors())
-        if any(p.get("type") == "json_invalid" for p in problems):
-            return error_response(400, "bad_request", "The request body is not valid JSON.")
-        field, message = _first_problem(problems)
-        if field == "header.Range":
-            # A Range too long for its header check is as malformed as any other bad Range.
-            return error_response(400, "invalid_range", "The Range header is too long.")
-        field = field.removeprefix("body.").removeprefix("body") or "body"
-        return error_response(422, "invalid_params", f"Invalid {field}: {message}.", field=field)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, StarletteHTTPException)
-        ids = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
-        message = error.detail if isinstance(error.detail, str) else "Request failed."
-        if error.status_code == 404 and message == "Not Found":
-            message = "The requested API endpoint was not found."
-        return error_response(
-            error.status_code,
-            ids.get(error.status_code, "error"),
-            message,
-            dict(error.headers or {}),
-        )
+def _register(app: FastAPI, cls: type[_E], translate: Callable[[_E], JSONResponse]) -> None:
+    """Answer ``cls`` errors with ``translate``'s response."""
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
-        # Log the type only: an arbitrary exception's text could carry data we must not log.
-        log.error("unexpected %s while handling a request", type(error).__name__)
-        return error_response(500, "internal_error", "Internal server error.")
+    async def handler(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, cls)
+        return translate(error)
+
+    app.add_exception_handler(cls, handler)
+
+
+def _domain(error: exc.SecureKeyError) -> JSONResponse:
+    status = status_for(error)
+    # A database outage is logged once by the store, not once per request.
+    if status >= 500 and not isinstance(error, exc.UnavailableError):
+        log.error("%s: %s", type(error).__name__, error.message)
+    headers = None
+    if isinstance(error, exc.RateLimitedError | exc.UnavailableError):
+        headers = {"Retry-After": str(error.retry_after)}
+    if isinstance(error, exc.AuthenticationError):
+        headers = {"WWW-Authenticate": 'Bearer realm="securekey"'}
+    return error_response(status, error.id, error.message, headers, **_body(error))
+
+
+def _api(error: ApiError) -> JSONResponse:
+    return error_response(error.status, error.id, error.message, **error.extra)
+
+
+def _validation(error: RequestValidationError) -> JSONResponse:
+    problems = list(error.errors())
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return error_response(400, "bad_request", "The request body is not valid JSON.")
+    field, message = _first_problem(problems)
+    if field == "header.Range":
+        # A Range too long for its header check is as malformed as any other bad Range.
+        return error_response(400, "invalid_range", "The Range header is too long.")
+    field = field.removeprefix("body.").removeprefix("body") or "body"
+    return error_response(422, "invalid_params", f"Invalid {field}: {message}.", field=field)
+
+
+def _http(error: StarletteHTTPException) -> JSONResponse:
+    ids = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+    message = error.detail if isinstance(error.detail, str) else "Request failed."
+    if error.status_code == 404 and message == "Not Found":
+        message = "The requested API endpoint was not found."
+    return error_response(
+        error.status_code,
+        ids.get(error.status_code, "error"),
+        message,
+        dict(error.headers or {}),
+    )
+
+
+def _unexpected(error: Exception) -> JSONResponse:
+    # Log the type only: an arbitrary exception's text could carry data we must not log.
+    log.error("unexpected %s while handling a request", type(error).__name__)
+    return error_response(500, "internal_error", "Internal server error.")

@@ -20,32 +20,30 @@ def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "other"
 
 
+_Family = type[CounterMetricFamily] | type[GaugeMetricFamily]
+#: What the process reports at each scrape, by its key in the read dict (``securekey_<key>``).
+_LIVE: dict[str, tuple[_Family, str]] = {
+    "scheduled_rotations": (
+        CounterMetricFamily,
+        "Rotations performed by this process's scheduler.",
+    ),
+    "rotation_failures": (
+        CounterMetricFamily,
+        "Scheduled rotations that failed and were rolled back.",
+    ),
+    "watchers": (GaugeMetricFamily, "Open config-var streams on this process."),
+    "config_cache_hits": (CounterMetricFamily, "Config reads served from memory."),
+}
+
+
 class _Live(Collector):
     def __init__(self, read: Callable[[], dict[str, float]]) -> None:
         self.read = read
 
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
         values = self.read()
-        yield CounterMetricFamily(
-            "securekey_scheduled_rotations",
-            "Rotations performed by this process's scheduler.",
-            value=values.get("scheduled_rotations", 0.0),
-        )
-        yield CounterMetricFamily(
-            "securekey_rotation_failures",
-            "Scheduled rotations that failed and were rolled back.",
-            value=values.get("rotation_failures", 0.0),
-        )
-        yield GaugeMetricFamily(
-            "securekey_watchers",
-            "Open config-var streams on this process.",
-            value=values.get("watchers", 0.0),
-        )
-        yield CounterMetricFamily(
-            "securekey_config_cache_hits",
-            "Config reads served from memory.",
-            value=values.get("cache_hits", 0.0),
-        )
+        for key, (family, documentation) in _LIVE.items():
+            yield family(f"securekey_{key}", documentation, value=values.get(key, 0.0))
 
 
 class Metrics:

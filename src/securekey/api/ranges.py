@@ -9,11 +9,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from securekey.api.errors import ApiError
 
-__all__ = ["DEFAULT_MAX", "RangeSpec", "format_next", "page", "parse_range"]
+__all__ = [
+    "DEFAULT_MAX",
+    "RangeSpec",
+    "fetched_page",
+    "format_next",
+    "page",
+    "parse_range",
+    "whole_number",
+]
 
 DEFAULT_MAX = 200
 LIMIT_MAX = 1000
@@ -75,6 +83,33 @@ def parse_range(header: str | None, fields: Sequence[str], default: str) -> Rang
 def _digits(text: str) -> bool:
     """ASCII digits only: ``str.isdigit`` also accepts ``²``, which ``int`` refuses."""
     return text.isascii() and text.isdigit()
+
+
+def whole_number(text: str | None, max_digits: int, message: str) -> int | None:
+    """A numeric range bound (``None`` for an open end); anything else is a 400 ``message``."""
+    if text is None:
+        return None
+    if not _digits(text) or len(text) > max_digits:
+        raise ApiError(400, "invalid_range", message)
+    return int(text)
+
+
+_Row = TypeVar("_Row")
+
+
+def fetched_page(
+    rows: Sequence[_Row], spec: RangeSpec, number: Callable[[_Row], int]
+) -> tuple[list[_Row], dict[str, str], bool]:
+    """A page of ``rows`` read one past ``spec.max`` (so more remain when it got them), numbered
+    by ``number``; returns (page, headers, partial) as ``page`` does."""
+    chunk = list(rows[: spec.max])
+    headers = {"Accept-Ranges": spec.field}
+    if chunk:
+        headers["Content-Range"] = f"{spec.field} {number(chunk[0])}..{number(chunk[-1])}"
+    partial = len(rows) > spec.max
+    if partial:
+        headers["Next-Range"] = format_next(spec, str(number(chunk[-1])))
+    return chunk, headers, partial
 
 
 def format_next(spec: RangeSpec, last: str) -> str:

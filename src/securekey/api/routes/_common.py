@@ -1,20 +1,28 @@
-"""Helpers shared by the route modules: documented error responses, joins, ranged lists."""
+"""Helpers shared by the route modules: one resource's route table, documented error responses,
+the caller dependencies, joined views and ranged lists.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
-from securekey.api.context import ApiContext, json_response
+from securekey.api.context import ApiContext, json_response, operator, principal
 from securekey.api.ranges import page, parse_range
 from securekey.api.schemas import ErrorOut, Ref
-from securekey.domain.models import Addon, App, Attachment
+from securekey.domain.models import Addon, Attachment, Principal
 from securekey.services.resources import addon_resource, attachment_resource
+from securekey.services.views import ViewService
 
 __all__ = [
     "ERRORS",
+    "Anyone",
+    "Operator",
+    "RangeHeader",
+    "RouteTable",
     "addon_views",
     "attachment_views",
     "base_url",
@@ -23,6 +31,13 @@ __all__ = [
     "listed",
     "ref_value",
 ]
+
+#: The caller, who must hold an operator token (403 for app tokens).
+Operator = Annotated[Principal, Depends(operator)]
+#: Any authenticated caller.
+Anyone = Annotated[Principal, Depends(principal)]
+#: A list's ``Range`` header (read by ``listed``; declared so OpenAPI documents it).
+RangeHeader = Annotated[str | None, Header(alias="Range", max_length=500)]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "Malformed request"},
@@ -36,9 +51,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorOut, "description": "Database unavailable; retry after Retry-After"},
 }
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 
 def documented_one(
-    model: type, description: str, status: int = 200
+    model: Any, description: str, status: int = 200
 ) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for an endpoint answering one ``model``, with every error."""
     return {status: {"model": model, "description": description}, **ERRORS}
@@ -53,6 +70,49 @@ def documented_list(model: type, description: str) -> dict[int | str, dict[str, 
     }
 
 
+class RouteTable:
+    """One resource's routes: a router, the resource's OpenAPI tag, documented responses."""
+
+    def __init__(self, tag: str, router: APIRouter | None = None) -> None:
+        self.router = router or APIRouter()
+        self.tag = tag
+
+    def one(
+        self, method: str, path: str, model: Any, description: str, status: int = 200
+    ) -> Callable[[_F], _F]:
+        """A route answering one ``model`` with ``status``, every error documented."""
+        return self.router.api_route(
+            path,
+            methods=[method],
+            status_code=None if status == 200 else status,
+            responses=documented_one(model, description, status),
+            tags=[self.tag],
+        )
+
+    def get(self, path: str, model: Any, description: str) -> Callable[[_F], _F]:
+        """``GET`` of one ``model``."""
+        return self.one("GET", path, model, description)
+
+    def create(self, path: str, model: Any, description: str) -> Callable[[_F], _F]:
+        """``POST`` making one ``model``: 201."""
+        return self.one("POST", path, model, description, 201)
+
+    def delete(self, path: str, model: Any, description: str) -> Callable[[_F], _F]:
+        """``DELETE`` answering the removed ``model``."""
+        return self.one("DELETE", path, model, description)
+
+    def list(
+        self, path: str, model: type, description: str, method: str = "GET"
+    ) -> Callable[[_F], _F]:
+        """A ranged list of ``model`` (200, or 206 while more remain)."""
+        return self.router.api_route(
+            path,
+            methods=[method],
+            responses=documented_list(model, description),
+            tags=[self.tag],
+        )
+
+
 def base_url(request: Request) -> str:
     """This server's own URL as the client reached it."""
     return str(request.base_url).rstrip("/")
@@ -65,10 +125,6 @@ def ref_value(value: str | Ref | None) -> str | None:
     return value.value()
 
 
-def _apps_by_id(ctx: ApiContext) -> dict[str, App]:
-    return {a.id: a for a in ctx.service.list_apps()}
-
-
 def addon_views(
     ctx: ApiContext,
     addons: list[Addon],
@@ -76,33 +132,17 @@ def addon_views(
     with_fingerprints: bool = False,
     state: str = "provisioned",
 ) -> list[dict[str, Any]]:
-    """Add-ons as Heroku resources, with their billing app and config var names."""
-    apps = _apps_by_id(ctx)
-    attachments = ctx.service.list_attachments()
-    out = []
-    for addon in addons:
-        billing = apps.get(addon.app_id)
-        if billing is None:
-            continue
-        names = [
-            a.var_name for a in attachments if a.addon_id == addon.id and a.app_id == billing.id
-        ]
-        fps = ctx.service.current_fingerprints(addon.id) if with_fingerprints else None
-        out.append(addon_resource(addon, billing, names, fps, state=state))
-    return out
+    """Add-ons as Heroku resources, with their billing app and config var names (one read)."""
+    views = ViewService(ctx.service.store).addon_views(addons, with_fingerprints=with_fingerprints)
+    return [
+        addon_resource(v.addon, v.billing, v.var_names, v.fingerprints, state=state) for v in views
+    ]
 
 
 def attachment_views(ctx: ApiContext, attachments: list[Attachment]) -> list[dict[str, Any]]:
-    """Attachments as Heroku resources."""
-    apps = _apps_by_id(ctx)
-    addons = {a.id: a for a in ctx.service.list_addons()}
-    out = []
-    for att in attachments:
-        addon = addons.get(att.addon_id)
-        if addon is None or att.app_id not in apps or addon.app_id not in apps:
-            continue
-        out.append(attachment_resource(att, addon, apps[addon.app_id], apps[att.app_id]))
-    return out
+    """Attachments as Heroku resources (one read)."""
+    views = ViewService(ctx.service.store).attachment_views(attachments)
+    return [attachment_resource(v.attachment, v.addon, v.billing, v.app) for v in views]
 
 
 def listed(

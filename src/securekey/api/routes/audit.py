@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from securekey import __version__
 from securekey.api.context import ctx_of, json_response, operator
 from securekey.api.errors import ApiError
-from securekey.api.ranges import format_next, parse_range
+from securekey.api.ranges import fetched_page, parse_range, whole_number
 from securekey.api.routes._common import documented_list, documented_one
 from securekey.api.schemas import AuditEventOut, StatusOut
 from securekey.domain.models import Principal
@@ -51,11 +51,7 @@ def _text(name: str, value: str | None) -> str | None:
 
 
 def _seq(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not (text.isascii() and text.isdigit() and len(text) < 19):
-        raise ApiError(400, "invalid_range", "A seq range bound is a whole number.")
-    return int(text)
+    return whole_number(text, 18, "A seq range bound is a whole number.")
 
 
 @router.get(
@@ -97,13 +93,7 @@ def audit_events(
         newest_first=spec.order == "desc",
         limit=spec.max + 1,
     )
-    chunk = found[: spec.max]
-    headers = {"Accept-Ranges": "seq"}
-    if chunk:
-        headers["Content-Range"] = f"seq {chunk[0].seq}..{chunk[-1].seq}"
-    partial = len(found) > spec.max
-    if partial:
-        headers["Next-Range"] = format_next(spec, str(chunk[-1].seq))
+    chunk, headers, partial = fetched_page(found, spec, lambda event: event.seq)
     body = [audit_event_resource(event) for event in chunk]
     return json_response(body, 206 if partial else 200, headers)
 

@@ -1,31 +1,26 @@
-"""The Heroku Platform API v3 subset: apps, add-ons, attachments, config vars, releases, account."""
+"""The Heroku Platform API v3 subset: apps, add-ons, attachments, config vars and the account
+(releases are in ``routes/releases.py``).
+"""
 
 from __future__ import annotations
 
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import Response
 
-from securekey.api.context import (
-    ApiContext,
-    ctx_of,
-    etag_matches,
-    json_response,
-    operator,
-    principal,
-    readable_config,
-)
-from securekey.api.errors import ApiError
-from securekey.api.ranges import parse_range
+from securekey.api.context import ApiContext, ctx_of, etag_matches, json_response, readable_config
+from securekey.api.middleware.cached_config import CONFIG_ROUTE
 from securekey.api.routes._common import (
     ERRORS,
+    Anyone,
+    Operator,
+    RangeHeader,
+    RouteTable,
     addon_views,
     attachment_views,
     base_url,
-    documented_list,
-    documented_one,
     listed,
     ref_value,
 )
@@ -42,10 +37,9 @@ from securekey.api.schemas import (
     AttachmentOut,
     ConfigVarsPatch,
     RateLimitOut,
-    ReleaseOut,
     ResolveAddon,
 )
-from securekey.domain.models import Addon, Principal
+from securekey.domain.models import Addon
 from securekey.domain.names import ADJECTIVES
 from securekey.domain.plans import SERVICE
 from securekey.exceptions import ConflictError, NotFoundError, ValidationError
@@ -54,33 +48,27 @@ from securekey.services.resources import (
     ACCOUNT_ID,
     account_resource,
     app_resource,
-    release_resource,
 )
 
 router = APIRouter()
-
-Operator = Annotated[Principal, Depends(operator)]
-Anyone = Annotated[Principal, Depends(principal)]
-RangeHeader = Annotated[str | None, Header(alias="Range", max_length=500)]
+account = RouteTable("account", router)
+apps = RouteTable("apps", router)
+addons = RouteTable("add-ons", router)
+attachments = RouteTable("add-on attachments", router)
+config_vars = RouteTable("config vars", router)
 _CONFIG_KEYS = {"period"}
 
 
 # ---------------------------------------------------------------------- account
 
 
-@router.get(
-    "/account", responses=documented_one(AccountOut, "The operator's account"), tags=["account"]
-)
+@account.get("/account", AccountOut, "The operator's account")
 def get_account(_who: Operator) -> Response:
     """The operator's identity."""
     return json_response(account_resource())
 
 
-@router.get(
-    "/account/rate-limits",
-    responses=documented_one(RateLimitOut, "Requests left"),
-    tags=["account"],
-)
+@account.get("/account/rate-limits", RateLimitOut, "Requests left")
 def get_rate_limits(_who: Operator) -> Response:
     """Heroku's rate-limit resource; securekey does not limit authenticated callers."""
     return json_response({"remaining": 4500})
@@ -89,12 +77,7 @@ def get_rate_limits(_who: Operator) -> Response:
 # ------------------------------------------------------------------------- apps
 
 
-@router.post(
-    "/apps",
-    status_code=201,
-    responses={201: {"model": AppOut, "description": "Created"}, **ERRORS},
-    tags=["apps"],
-)
+@apps.create("/apps", AppOut, "Created")
 def create_app(request: Request, who: Operator, body: AppCreate | None = None) -> Response:
     """Create an app (release v1); a name like ``sleepy-keys-1234`` is made up if none is given."""
     svc = ctx_of(request).service
@@ -113,16 +96,14 @@ def create_app(request: Request, who: Operator, body: AppCreate | None = None) -
     return json_response(app_resource(app, base_url(request)), 201)
 
 
-@router.get("/apps", responses=documented_list(AppOut, "Every app"), tags=["apps"])
+@apps.list("/apps", AppOut, "Every app")
 def list_apps(request: Request, _who: Operator, _range: RangeHeader = None) -> Response:
     """Every app, by name."""
     url = base_url(request)
     return listed(request, [app_resource(a, url) for a in ctx_of(request).service.list_apps()])
 
 
-@router.get(
-    "/users/{user}/apps", responses=documented_list(AppOut, "The user's apps"), tags=["apps"]
-)
+@apps.list("/users/{user}/apps", AppOut, "The user's apps")
 def list_user_apps(
     request: Request, user: str, _who: Operator, _range: RangeHeader = None
 ) -> Response:
@@ -133,13 +114,13 @@ def list_user_apps(
     return listed(request, [app_resource(a, url) for a in ctx_of(request).service.list_apps()])
 
 
-@router.get("/apps/{app}", responses=documented_one(AppOut, "The app"), tags=["apps"])
+@apps.get("/apps/{app}", AppOut, "The app")
 def get_app(request: Request, app: str, _who: Operator) -> Response:
     """One app by id or name."""
     return json_response(app_resource(ctx_of(request).service.get_app(app), base_url(request)))
 
 
-@router.patch("/apps/{app}", responses=documented_one(AppOut, "The app"), tags=["apps"])
+@apps.one("PATCH", "/apps/{app}", AppOut, "The app")
 def update_app(request: Request, app: str, who: Operator, body: AppUpdate) -> Response:
     """Rename an app."""
     ctx = ctx_of(request)
@@ -151,7 +132,7 @@ def update_app(request: Request, app: str, who: Operator, body: AppUpdate) -> Re
     return json_response(app_resource(current, base_url(request)))
 
 
-@router.delete("/apps/{app}", responses=documented_one(AppOut, "The deleted app"), tags=["apps"])
+@apps.delete("/apps/{app}", AppOut, "The deleted app")
 def delete_app(
     request: Request, app: str, who: Operator, body: Annotated[AppDelete | None, Body()] = None
 ) -> Response:
@@ -174,12 +155,7 @@ def _period(config: dict[str, Any] | None) -> object:
     return config.get("period")
 
 
-@router.post(
-    "/apps/{app}/addons",
-    status_code=201,
-    responses={201: {"model": AddonOut, "description": "Provisioned"}, **ERRORS},
-    tags=["add-ons"],
-)
+@addons.create("/apps/{app}/addons", AddonOut, "Provisioned")
 def create_addon(request: Request, app: str, who: Operator, body: AddonCreate) -> Response:
     """Provision a securekey add-on billed to ``app``, attached to it as ``SECURE`` by default."""
     ctx = ctx_of(request)
@@ -203,18 +179,14 @@ def create_addon(request: Request, app: str, who: Operator, body: AddonCreate) -
     return json_response(view, 201)
 
 
-@router.get("/addons", responses=documented_list(AddonOut, "Every add-on"), tags=["add-ons"])
+@addons.list("/addons", AddonOut, "Every add-on")
 def list_all_addons(request: Request, _who: Operator, _range: RangeHeader = None) -> Response:
     """Every add-on."""
     ctx = ctx_of(request)
     return listed(request, addon_views(ctx, ctx.service.list_addons()))
 
 
-@router.get(
-    "/apps/{app}/addons",
-    responses=documented_list(AddonOut, "Add-ons billed to or attached to the app"),
-    tags=["add-ons"],
-)
+@addons.list("/apps/{app}/addons", AddonOut, "Add-ons billed to or attached to the app")
 def list_app_addons(
     request: Request, app: str, _who: Operator, _range: RangeHeader = None
 ) -> Response:
@@ -223,7 +195,7 @@ def list_app_addons(
     return listed(request, addon_views(ctx, ctx.service.list_addons(app)))
 
 
-@router.get("/addons/{addon}", responses=documented_one(AddonOut, "The add-on"), tags=["add-ons"])
+@addons.get("/addons/{addon}", AddonOut, "The add-on")
 def get_addon(request: Request, addon: str, _who: Operator) -> Response:
     """One add-on by id or name, with its current fingerprints."""
     ctx = ctx_of(request)
@@ -232,9 +204,7 @@ def get_addon(request: Request, addon: str, _who: Operator) -> Response:
     )
 
 
-@router.get(
-    "/apps/{app}/addons/{addon}", responses=documented_one(AddonOut, "The add-on"), tags=["add-ons"]
-)
+@addons.get("/apps/{app}/addons/{addon}", AddonOut, "The add-on")
 def get_app_addon(request: Request, app: str, addon: str, _who: Operator) -> Response:
     """One add-on by id, name, or attachment name on ``app``."""
     ctx = ctx_of(request)
@@ -242,11 +212,7 @@ def get_app_addon(request: Request, app: str, addon: str, _who: Operator) -> Res
     return json_response(addon_views(ctx, [found], with_fingerprints=True)[0])
 
 
-@router.delete(
-    "/apps/{app}/addons/{addon}",
-    responses=documented_one(AddonOut, "Deprovisioned"),
-    tags=["add-ons"],
-)
+@addons.delete("/apps/{app}/addons/{addon}", AddonOut, "Deprovisioned")
 def delete_addon(
     request: Request,
     app: str,
@@ -265,11 +231,7 @@ def delete_addon(
     return json_response(view)
 
 
-@router.post(
-    "/actions/addons/resolve",
-    responses=documented_list(AddonOut, "Matching add-ons"),
-    tags=["add-ons"],
-)
+@addons.list("/actions/addons/resolve", AddonOut, "Matching add-ons", method="POST")
 def resolve_addon(request: Request, _who: Operator, body: ResolveAddon) -> Response:
     """Find add-ons (always a list) by id, name, attachment name on ``app``,
     ``APP::ATTACHMENT``, or service or plan name (every match; the CLI calls several ambiguous).
@@ -300,12 +262,7 @@ def _resolve_all(ctx: ApiContext, ref: str, app: str | None) -> list[Addon]:
 # ------------------------------------------------------------------ attachments
 
 
-@router.post(
-    "/addon-attachments",
-    status_code=201,
-    responses={201: {"model": AttachmentOut, "description": "Attached"}, **ERRORS},
-    tags=["add-on attachments"],
-)
+@attachments.create("/addon-attachments", AttachmentOut, "Attached")
 def create_attachment(request: Request, who: Operator, body: AttachmentCreate) -> Response:
     """Attach an add-on to an app under ``name`` (default ``SECURE``); one release there."""
     ctx = ctx_of(request)
@@ -318,71 +275,54 @@ def create_attachment(request: Request, who: Operator, body: AttachmentCreate) -
     return json_response(attachment_views(ctx, [att])[0], 201)
 
 
-@router.get(
-    "/addon-attachments",
-    responses=documented_list(AttachmentOut, "Every attachment"),
-    tags=["add-on attachments"],
-)
+def _attachment_list(
+    request: Request, *, app: str | None = None, addon: str | None = None
+) -> Response:
+    ctx = ctx_of(request)
+    found = ctx.service.list_attachments(addon_ref=addon, app_ref=app)
+    return listed(request, attachment_views(ctx, found))
+
+
+def _attachment(request: Request, ref: str, *, app: str | None = None) -> Response:
+    ctx = ctx_of(request)
+    return json_response(attachment_views(ctx, [ctx.service.get_attachment(ref, app_ref=app)])[0])
+
+
+@attachments.list("/addon-attachments", AttachmentOut, "Every attachment")
 def list_attachments(request: Request, _who: Operator, _range: RangeHeader = None) -> Response:
     """Every attachment."""
-    ctx = ctx_of(request)
-    return listed(request, attachment_views(ctx, ctx.service.list_attachments()))
+    return _attachment_list(request)
 
 
-@router.get(
-    "/addon-attachments/{attachment}",
-    responses=documented_one(AttachmentOut, "The attachment"),
-    tags=["add-on attachments"],
-)
+@attachments.get("/addon-attachments/{attachment}", AttachmentOut, "The attachment")
 def get_attachment(request: Request, attachment: str, _who: Operator) -> Response:
     """One attachment by id."""
-    ctx = ctx_of(request)
-    return json_response(attachment_views(ctx, [ctx.service.get_attachment(attachment)])[0])
+    return _attachment(request, attachment)
 
 
-@router.get(
-    "/apps/{app}/addon-attachments",
-    responses=documented_list(AttachmentOut, "The app's attachments"),
-    tags=["add-on attachments"],
-)
+@attachments.list("/apps/{app}/addon-attachments", AttachmentOut, "The app's attachments")
 def list_app_attachments(
     request: Request, app: str, _who: Operator, _range: RangeHeader = None
 ) -> Response:
     """An app's attachments."""
-    ctx = ctx_of(request)
-    return listed(request, attachment_views(ctx, ctx.service.list_attachments(app_ref=app)))
+    return _attachment_list(request, app=app)
 
 
-@router.get(
-    "/apps/{app}/addon-attachments/{attachment}",
-    responses=documented_one(AttachmentOut, "The attachment"),
-    tags=["add-on attachments"],
-)
+@attachments.get("/apps/{app}/addon-attachments/{attachment}", AttachmentOut, "The attachment")
 def get_app_attachment(request: Request, app: str, attachment: str, _who: Operator) -> Response:
     """One of an app's attachments by name or id."""
-    ctx = ctx_of(request)
-    att = ctx.service.get_attachment(attachment, app_ref=app)
-    return json_response(attachment_views(ctx, [att])[0])
+    return _attachment(request, attachment, app=app)
 
 
-@router.get(
-    "/addons/{addon}/addon-attachments",
-    responses=documented_list(AttachmentOut, "The add-on's attachments"),
-    tags=["add-on attachments"],
-)
+@attachments.list("/addons/{addon}/addon-attachments", AttachmentOut, "The add-on's attachments")
 def list_addon_attachments(
     request: Request, addon: str, _who: Operator, _range: RangeHeader = None
 ) -> Response:
     """Every app an add-on is attached to."""
-    ctx = ctx_of(request)
-    return listed(request, attachment_views(ctx, ctx.service.list_attachments(addon_ref=addon)))
+    return _attachment_list(request, addon=addon)
 
 
-@router.delete(
-    "/addon-attachments/{attachment}",
-    responses=documented_one(AttachmentOut, "Detached"),
-    tags=["add-on attachments"],
-)
+@attachments.delete("/addon-attachments/{attachment}", AttachmentOut, "Detached")
 def delete_attachment(request: Request, attachment: str, who: Operator) -> Response:
     """Detach: the var leaves that app, with one release; refused for the last attachment."""
     ctx = ctx_of(request)
@@ -400,7 +340,7 @@ _CONFIG_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/apps/{app}/config-vars", responses=_CONFIG_RESPONSES, tags=["config vars"])
+@router.get(CONFIG_ROUTE, responses=_CONFIG_RESPONSES, tags=[config_vars.tag])
 async def get_config_vars(
     request: Request,
     app: str,
@@ -421,11 +361,7 @@ async def get_config_vars(
     return Response(snapshot.body, 200, headers=headers, media_type="application/json")
 
 
-@router.patch(
-    "/apps/{app}/config-vars",
-    responses=documented_one(dict[str, str], "Config vars"),
-    tags=["config vars"],
-)
+@config_vars.one("PATCH", CONFIG_ROUTE, dict[str, str], "Config vars")
 def update_config_vars(
     request: Request,
     app: str,
@@ -437,56 +373,3 @@ def update_config_vars(
     ctx.service.set_config(app, body, actor=who.actor)
     application, config = ctx.service.config_snapshot(app)
     return json_response(config, headers={"ETag": f'"{application.release}"'})
-
-
-# --------------------------------------------------------------------- releases
-
-
-@router.get(
-    "/apps/{app}/releases", responses=documented_list(ReleaseOut, "Releases"), tags=["releases"]
-)
-def list_releases(
-    request: Request, app: str, _who: Operator, _range: RangeHeader = None
-) -> Response:
-    """An app's releases; ``Range: version ..; max=15, order=desc`` gives the newest first."""
-    svc = ctx_of(request).service
-    application = svc.get_app(app)
-    spec = parse_range(request.headers.get("range"), ("version", "id"), "version")
-    if spec.field != "version":
-        spec = type(spec)("version", max=spec.max, order=spec.order)
-
-    def bound(text: str | None, exclusive: bool, step: int) -> int | None:
-        if text is None:
-            return None
-        if not (text.isascii() and text.isdigit()) or len(text) > 9:
-            raise ApiError(400, "invalid_range", "Release range bounds must be version numbers.")
-        return int(text) + (step if exclusive else 0)
-
-    start = bound(spec.start, spec.start_exclusive, 1)
-    end = bound(spec.end, spec.end_exclusive, -1)
-    rows = svc.releases(
-        application.id, start=start, end=end, limit=spec.max + 1, descending=spec.order == "desc"
-    )
-    chunk = rows[: spec.max]
-    headers = {"Accept-Ranges": "version"}
-    if chunk:
-        headers["Content-Range"] = f"version {chunk[0].version}..{chunk[-1].version}"
-    partial = len(rows) > spec.max
-    if partial:
-        last = chunk[-1].version
-        bounds = f"]{last}.." if spec.order == "asc" else f"..[{last}"
-        headers["Next-Range"] = f"version {bounds}; max={spec.max}, order={spec.order}"
-    data = [release_resource(r, application) for r in chunk]
-    return json_response(data, 206 if partial else 200, headers)
-
-
-@router.get(
-    "/apps/{app}/releases/{release}",
-    responses=documented_one(ReleaseOut, "The release"),
-    tags=["releases"],
-)
-def get_release(request: Request, app: str, release: str, _who: Operator) -> Response:
-    """One release by version (``3`` or ``v3``) or id."""
-    svc = ctx_of(request).service
-    application = svc.get_app(app)
-    return json_response(release_resource(svc.release(application.id, release), application))

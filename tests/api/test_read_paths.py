@@ -1,0 +1,119 @@
+"""The read paths issue 9 reshaped: the in-memory config read, which asks the route's own
+permission rule and names its route template for the metrics, and views read in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from securekey.api.middleware import CachedConfigRead, route_template
+from tests.api.conftest import NO_AUTH, Api, make_seed, running_api
+
+
+@contextmanager
+def _transactions(api: Api) -> Iterator[list[int]]:
+    """Counts the database transactions begun inside the block (``count[0]``)."""
+    count = [0]
+
+    def begun(_conn: Any) -> None:
+        count[0] += 1
+
+    engine = api.runtime.store.engine
+    sa.event.listen(engine, "begin", begun)
+    try:
+        yield count
+    finally:
+        sa.event.remove(engine, "begin", begun)
+
+
+def test_addon_views_are_read_in_one_transaction(tmp_path: Path, template_dir: Path) -> None:
+    """Listing add-ons, or one with its fingerprints, takes two transactions however many."""
+    with running_api(tmp_path / "data", template_dir, auth_cache_ttl=3600.0) as api:
+        seed = make_seed(api)
+        for plan, name in (("securekey:daily", "DAILY"), ("securekey:weekly", "WEEKLY")):
+            body = {"plan": plan, "attachment": {"name": name}}
+            made = api.client.post("/apps/service-2/addons", json=body)
+            assert made.status_code == 201, made.text
+        assert api.client.get("/apps").status_code == 200  # the token is verified and cached
+        with _transactions(api) as count:
+            listed = api.client.get("/addons")
+        assert listed.status_code == 200
+        assert len(listed.json()) == 3
+        assert {a["app"]["name"] for a in listed.json()} == {"service-1", "service-2"}
+        assert count[0] == 2  # the add-ons, then their view
+        with _transactions(api) as count:
+            one = api.client.get(f"/addons/{seed.addon['name']}")
+        assert one.status_code == 200
+        assert one.json()["config_vars"] == ["SECURE_KEY"]
+        assert set(one.json()["securekey"]["fingerprints"]) == {"latest", "previous"}
+        assert count[0] == 2
+
+
+def _request(path: str, token: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "headers": [(b"authorization", f"Bearer {token}".encode())],
+        "state": {},
+    }
+
+
+def _answer(api: Api, path: str, token: str) -> tuple[dict[str, Any], list[Any], bool]:
+    """Ask the fast path alone: what it sent, and whether it passed the request on."""
+    passed_on = False
+
+    async def route(_scope: Any, _receive: Any, _send: Any) -> None:
+        nonlocal passed_on
+        passed_on = True
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = _request(path, token)
+    middleware = CachedConfigRead(route, ctx=api.app.state.ctx)
+    asyncio.run(middleware(scope, receive, send))
+    return scope, sent, passed_on
+
+
+def test_fast_path_answers_with_the_routes_rule_and_names_its_template(
+    api: Api,
+) -> None:
+    """A cached read is answered from memory only for a caller the route's rule admits."""
+    make_seed(api)
+    own, other = api.app_token("service-1"), api.app_token("service-2")
+    for token in (own, other):
+        api.call("GET", "/apps/service-1/config-vars", token=token)  # caches token and config
+    scope, sent, passed_on = _answer(api, "/apps/service-1/config-vars", own)
+    assert not passed_on
+    assert sent[0]["status"] == 200
+    assert route_template(scope) == "/apps/{app}/config-vars"
+    scope, sent, passed_on = _answer(api, "/apps/service-1/config-vars", other)
+    assert passed_on  # the route gives the 403, with its message
+    assert not sent
+    assert route_template(scope) == "unmatched"
+    refused = api.call("GET", "/apps/service-1/config-vars", token=other)
+    assert refused.status_code == 403
+    assert refused.json()["message"] == "This token belongs to another app."
+
+
+def test_fast_reads_are_timed_under_the_route_template(api: Api) -> None:
+    """Reads answered from memory count under ``/apps/{app}/config-vars``, not ``unmatched``."""
+    make_seed(api)
+    for _ in range(3):
+        assert api.client.get("/apps/service-1/config-vars").status_code == 200
+    text = api.call("GET", "/metrics", token=NO_AUTH).text
+    labels = 'method="GET",route="/apps/{app}/config-vars",status="200"'
+    assert f"securekey_request_duration_seconds_count{{{labels}}} 3.0" in text
+    assert 'route="unmatched",status="200"' not in text
