@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from securekey.crypto import Cipher, MasterKey
 from securekey.exceptions import ConfigurationError, DecryptionError
 from securekey.store import tables as t
-from securekey.store.sql import _hook_aad, _key_aad, _secret_aad, _var_aad
+from securekey.store.aad import hook_aad, key_aad, secret_aad, var_aad
 
 __all__ = [
     "ACTIVE",
@@ -66,16 +66,16 @@ ENCRYPTED: tuple[EncryptedColumn, ...] = (
         t.key_versions,
         ("addon_id", "version"),
         "material_enc",
-        lambda r: _key_aad(r.addon_id, r.version),
+        lambda r: key_aad(r.addon_id, r.version),
     ),
     EncryptedColumn(
-        t.config_vars, ("app_id", "name"), "value_enc", lambda r: _var_aad(r.app_id, r.name)
+        t.config_vars, ("app_id", "name"), "value_enc", lambda r: var_aad(r.app_id, r.name)
     ),
-    EncryptedColumn(t.webhooks, ("id",), "secret_enc", lambda r: _hook_aad(r.id)),
+    EncryptedColumn(t.webhooks, ("id",), "secret_enc", lambda r: hook_aad(r.id)),
     EncryptedColumn(
-        t.webhooks, ("id",), "authorization_enc", lambda r: _hook_aad(r.id, "authorization")
+        t.webhooks, ("id",), "authorization_enc", lambda r: hook_aad(r.id, "authorization")
     ),
-    EncryptedColumn(t.server_secrets, ("name",), "value_enc", lambda r: _secret_aad(r.name)),
+    EncryptedColumn(t.server_secrets, ("name",), "value_enc", lambda r: secret_aad(r.name)),
 )
 
 
