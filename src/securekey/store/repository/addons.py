@@ -12,7 +12,7 @@ from securekey.exceptions import DecryptionError
 from securekey.store import rows
 from securekey.store import tables as t
 from securekey.store.aad import key_aad
-from securekey.store.repository.base import RepositoryBase, looks_like_uuid
+from securekey.store.repository.base import RepositoryBase, looks_like_uuid, where_given
 
 __all__ = ["AddonsPart"]
 
@@ -37,9 +37,7 @@ class AddonsPart(RepositoryBase):
 
     def list_addons(self, *, app_id: str | None = None) -> list[Addon]:
         query = sa.select(t.addons).order_by(t.addons.c.created_at, t.addons.c.name)
-        if app_id is not None:
-            query = query.where(t.addons.c.app_id == app_id)
-        return self._all(query, rows.addon)
+        return self._all(where_given(query, (t.addons.c.app_id, app_id)), rows.addon)
 
     def get_pairs(self, addon_ids: Collection[str]) -> dict[str, KeyPair]:
         if not addon_ids:
@@ -104,10 +102,7 @@ class AddonsPart(RepositoryBase):
     ) -> list[Attachment]:
         c = t.attachments.c
         query = sa.select(t.attachments).order_by(c.created_at, c.name)
-        if addon_id is not None:
-            query = query.where(c.addon_id == addon_id)
-        if app_id is not None:
-            query = query.where(c.app_id == app_id)
+        query = where_given(query, (c.addon_id, addon_id), (c.app_id, app_id))
         return self._all(query, rows.attachment)
 
     def list_attachments_of(

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from securekey.domain.models import AuditEvent
 from securekey.store import rows
 from securekey.store import tables as t
-from securekey.store.repository.base import RepositoryBase
+from securekey.store.repository.base import RepositoryBase, where_given
 
 __all__ = ["AuditPart"]
 
@@ -45,16 +45,15 @@ class AuditPart(RepositoryBase):
     ) -> list[AuditEvent]:
         c = t.audit_events.c
         query = sa.select(t.audit_events).order_by(c.seq.desc() if newest_first else c.seq)
-        if action is not None:
-            query = query.where(c.action == action)
-        if target_id is not None:
-            query = query.where(c.target_id == target_id)
-        if actor is not None:
-            query = query.where(c.actor == actor)
+        query = where_given(
+            query,
+            (c.action, action),
+            (c.target_id, target_id),
+            (c.actor, actor),
+            (c.target_type, target_type),
+        )
         if target is not None:
             query = query.where(sa.or_(c.target_name == target, c.target_id == target))
-        if target_type is not None:
-            query = query.where(c.target_type == target_type)
         if app is not None:
             # The app itself, or an event whose details name it (attach, detach, add-on create).
             # details is JSON written with sort_keys and default separators, so the pair is exact.

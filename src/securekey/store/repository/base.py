@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, RowMapping, Select, Table
+from sqlalchemy import ColumnElement, Connection, RowMapping, Select, Table
 
 from securekey.crypto import Cipher
 from securekey.domain.models import AuditEvent
 from securekey.services.ports import ReleaseNotice
 
-__all__ = ["RepositoryBase", "looks_like_uuid"]
+__all__ = ["RepositoryBase", "looks_like_uuid", "where_given"]
 
 T = TypeVar("T")
 Q = TypeVar("Q", bound=Select[Any])
@@ -24,6 +24,14 @@ Q = TypeVar("Q", bound=Select[Any])
 def looks_like_uuid(ref: str) -> bool:
     """Whether ``ref`` is an id rather than a name (names never have four dashes at 36)."""
     return len(ref) == 36 and ref.count("-") == 4
+
+
+def where_given(query: Q, *filters: tuple[ColumnElement[Any], object]) -> Q:
+    """``query`` narrowed to rows whose column equals the value, for each value that is not None."""
+    for column, value in filters:
+        if value is not None:
+            query = query.where(column == value)
+    return query
 
 
 class RepositoryBase:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from securekey.domain.models import Token
 from securekey.store import rows
 from securekey.store import tables as t
-from securekey.store.repository.base import RepositoryBase
+from securekey.store.repository.base import RepositoryBase, where_given
 
 __all__ = ["TokensPart"]
 
@@ -33,12 +33,7 @@ class TokensPart(RepositoryBase):
     ) -> list[Token]:
         c = t.tokens.c
         query = sa.select(t.tokens).where(c.revoked_at.is_(None)).order_by(c.created_at, c.id)
-        if app_id is not None:
-            query = query.where(c.app_id == app_id)
-        if kind is not None:
-            query = query.where(c.kind == kind)
-        if source is not None:
-            query = query.where(c.source == source)
+        query = where_given(query, (c.app_id, app_id), (c.kind, kind), (c.source, source))
         return self._all(self._locking(query) if lock else query, rows.token)
 
     def delete_token(self, token_id: str) -> None:
