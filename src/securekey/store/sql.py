@@ -1,7 +1,7 @@
 """The SQL store: one implementation of ``services.ports.Store`` for SQLite and PostgreSQL.
 
-Values are encrypted here, on the way in, and decrypted on the way out: nothing above this
-module sees ciphertext and nothing below it sees plaintext.
+It owns the engine and each transaction: database errors become domain errors, and audit lines
+and release notices are told after the commit. The queries are in ``store.repository``.
 """
 
 from __future__ import annotations

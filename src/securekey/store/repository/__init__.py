@@ -1,6 +1,7 @@
 """The SQL repository (``services.ports.Repository``), assembled from one part per aggregate.
 
-Each part is a module here; ``base`` holds what they share (connection, cipher, query helpers).
+Values are encrypted on the way in and decrypted on the way out (``store.rows``, ``store.aad``):
+nothing above the store sees ciphertext and nothing below it sees plaintext.
 """
 
 from securekey.store.repository.addons import AddonsPart
