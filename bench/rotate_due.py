@@ -40,7 +40,7 @@ from securekey.scheduler import Scheduler  # noqa: E402
 from securekey.services import SecureKeyService  # noqa: E402
 from securekey.store import SqlStore, make_engine  # noqa: E402
 from securekey.store import tables as t  # noqa: E402
-from securekey.store.sql import _key_aad  # noqa: E402
+from securekey.store.aad import key_aad  # noqa: E402
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 PERIOD = timedelta(days=1)
@@ -103,7 +103,7 @@ def seed_due(url: str, cipher: Cipher, n: int) -> None:
         )
         pair = KeyPair.fresh()
         for version, state, key in ((1, "previous", pair.previous), (2, "latest", pair.latest)):
-            blob = cipher.encrypt(key.hex.encode(), _key_aad(addon_id, version))
+            blob = cipher.encrypt(key.hex.encode(), key_aad(addon_id, version))
             keys.append(
                 {"addon_id": addon_id, "version": version, "fingerprint": key.fingerprint}
                 | {"state": state, "material_enc": blob, "created_at": now, "retired_at": None}

@@ -15,7 +15,7 @@ from securekey.crypto import Cipher, MasterKey
 from securekey.exceptions import DecryptionError
 from securekey.store import make_engine, sqlite_url
 from securekey.store import tables as t
-from securekey.store.sql import TOKEN_DIGEST_SECRET, _secret_aad
+from securekey.store.aad import TOKEN_DIGEST_SECRET, secret_aad
 from tests.e2e._ops import cli, populate
 from tests.servers import running_server
 
@@ -48,7 +48,7 @@ def test_app_and_operator_tokens_work_after_master_key_rotation(tmp_path: Path) 
     finally:
         engine.dispose()
     with pytest.raises(DecryptionError):
-        Cipher(old).decrypt(blob, _secret_aad(TOKEN_DIGEST_SECRET))
+        Cipher(old).decrypt(blob, secret_aad(TOKEN_DIGEST_SECRET))
     with running_server(data) as server, server.client() as http:
         consumer = http.get(
             "/apps/service-2/config-vars", headers={"Authorization": f"Bearer {made.app_token}"}

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from securekey.crypto import Cipher, MasterKey
 from securekey.exceptions import ConfigurationError, DecryptionError
 from securekey.store import tables as t
-from securekey.store.sql import _hook_aad, _key_aad, _secret_aad, _var_aad
+from securekey.store.aad import hook_aad, key_aad, secret_aad, var_aad
 
 __all__ = [
     "ACTIVE",
@@ -66,16 +66,16 @@ ENCRYPTED: tuple[EncryptedColumn, ...] = (
         t.key_versions,
         ("addon_id", "version"),
         "material_enc",
-        lambda r: _key_aad(r.addon_id, r.version),
+        lambda r: key_aad(r.addon_id, r.version),
     ),
     EncryptedColumn(
-        t.config_vars, ("app_id", "name"), "value_enc", lambda r: _var_aad(r.app_id, r.name)
+        t.config_vars, ("app_id", "name"), "value_enc", lambda r: var_aad(r.app_id, r.name)
     ),
-    EncryptedColumn(t.webhooks, ("id",), "secret_enc", lambda r: _hook_aad(r.id)),
+    EncryptedColumn(t.webhooks, ("id",), "secret_enc", lambda r: hook_aad(r.id)),
     EncryptedColumn(
-        t.webhooks, ("id",), "authorization_enc", lambda r: _hook_aad(r.id, "authorization")
+        t.webhooks, ("id",), "authorization_enc", lambda r: hook_aad(r.id, "authorization")
     ),
-    EncryptedColumn(t.server_secrets, ("name",), "value_enc", lambda r: _secret_aad(r.name)),
+    EncryptedColumn(t.server_secrets, ("name",), "value_enc", lambda r: secret_aad(r.name)),
 )
 
 
@@ -162,16 +162,8 @@ def check_master_key(engine: Engine, cipher: Cipher) -> None:
 
 def _check(conn: Connection, cipher: Cipher) -> None:
     records = key_records(conn)
-    mine = cipher.key_id
     if not records:
-        if has_data(conn) and not _sample_opens(conn, cipher):
-            raise ConfigurationError(
-                f"The master key (id {mine}) does not open the data in this database: start "
-                "with the key it was created with (SECUREKEY_MASTER_KEY, "
-                "SECUREKEY_MASTER_KEY_FILE, or master.key from your backup)."
-            )
-        _insert(conn, cipher.master, ACTIVE, None)
-        log.info("recorded the check value of master key %s", mine)
+        _record_first_key(conn, cipher)
         return
     active = next((r for r in records.values() if r.state == ACTIVE), None)
     if active is None:
@@ -179,6 +171,29 @@ def _check(conn: Connection, cipher: Cipher) -> None:
             "The database's master_keys table has no active key; it may be damaged: restore "
             "it from a backup."
         )
+    _warn_of_retired_old_keys(cipher, records)
+    record = records.get(cipher.key_id)
+    if record is not None:
+        _check_own_record(cipher, record, active)
+        adopt_next_key(conn, cipher, records)
+        return
+    _check_old_key(cipher, active)
+    begin_rotation(conn, cipher, records)
+
+
+def _record_first_key(conn: Connection, cipher: Cipher) -> None:
+    """A database without check values: record ``cipher``'s, unless its data is under another."""
+    if has_data(conn) and not _sample_opens(conn, cipher):
+        raise ConfigurationError(
+            f"The master key (id {cipher.key_id}) does not open the data in this database: start "
+            "with the key it was created with (SECUREKEY_MASTER_KEY, "
+            "SECUREKEY_MASTER_KEY_FILE, or master.key from your backup)."
+        )
+    _insert(conn, cipher.master, ACTIVE, None)
+    log.info("recorded the check value of master key %s", cipher.key_id)
+
+
+def _warn_of_retired_old_keys(cipher: Cipher, records: dict[str, KeyRecord]) -> None:
     for extra in cipher.previous:
         rec = records.get(extra.key_id)
         if rec is not None and rec.state == RETIRED:
@@ -187,44 +202,47 @@ def _check(conn: Connection, cipher: Cipher) -> None:
                 "SECUREKEY_OLD_MASTER_KEY[_FILE].",
                 extra.key_id,
             )
-    record = records.get(mine)
-    if record is not None and record.state == RETIRED:
+
+
+def _check_own_record(cipher: Cipher, record: KeyRecord, active: KeyRecord) -> None:
+    """The master key is known here: it must not be retired, and must open its check value."""
+    mine = cipher.key_id
+    if record.state == RETIRED:
         when = record.retired_at.date().isoformat() if record.retired_at else "an earlier date"
         raise ConfigurationError(
             f"The master key {mine} was retired by a master-key rotation on {when}: start with "
             f"the current master key (id {active.key_id}) in SECUREKEY_MASTER_KEY or "
             "SECUREKEY_MASTER_KEY_FILE."
         )
-    if record is not None:
-        if record.check_enc is None or not cipher.opens_check_value(mine, record.check_enc):
-            raise ConfigurationError(
-                f"The master key {mine} does not open its check value: the database's "
-                "master_keys table may be damaged; restore it from a backup."
-            )
-        if record.state == NEXT and not cipher.holds(active.key_id):
-            raise ConfigurationError(
-                f"A master-key rotation to this key is under way and not every value is "
-                f"re-encrypted yet: also give the old key (id {active.key_id}) as "
-                "SECUREKEY_OLD_MASTER_KEY, or let `securekey master-key rotate` finish first."
-            )
-        adopt_next_key(conn, cipher, records)
-        return
+    if record.check_enc is None or not cipher.opens_check_value(mine, record.check_enc):
+        raise ConfigurationError(
+            f"The master key {mine} does not open its check value: the database's "
+            "master_keys table may be damaged; restore it from a backup."
+        )
+    if record.state == NEXT and not cipher.holds(active.key_id):
+        raise ConfigurationError(
+            f"A master-key rotation to this key is under way and not every value is "
+            f"re-encrypted yet: also give the old key (id {active.key_id}) as "
+            "SECUREKEY_OLD_MASTER_KEY, or let `securekey master-key rotate` finish first."
+        )
+
+
+def _check_old_key(cipher: Cipher, active: KeyRecord) -> None:
+    """A new master key: the active one must be among the old keys given, and open its check."""
     old = _held(cipher, active.key_id)
-    if old is not None:
-        if active.check_enc is None or not Cipher(old).opens_check_value(
-            active.key_id, active.check_enc
-        ):
-            raise ConfigurationError(
-                f"The old master key {active.key_id} does not open its check value: the "
-                "database's master_keys table may be damaged; restore it from a backup."
-            )
-        begin_rotation(conn, cipher, records)
-        return
-    raise ConfigurationError(
-        f"The master key (id {mine}) is not this database's (id {active.key_id}): start with "
-        "the key it was created with (SECUREKEY_MASTER_KEY, SECUREKEY_MASTER_KEY_FILE, or "
-        "master.key from your backup)."
-    )
+    if old is None:
+        raise ConfigurationError(
+            f"The master key (id {cipher.key_id}) is not this database's (id {active.key_id}): "
+            "start with the key it was created with (SECUREKEY_MASTER_KEY, "
+            "SECUREKEY_MASTER_KEY_FILE, or master.key from your backup)."
+        )
+    if active.check_enc is None or not Cipher(old).opens_check_value(
+        active.key_id, active.check_enc
+    ):
+        raise ConfigurationError(
+            f"The old master key {active.key_id} does not open its check value: the "
+            "database's master_keys table may be damaged; restore it from a backup."
+        )
 
 
 def adopt_next_key(conn: Connection, cipher: Cipher, records: dict[str, KeyRecord]) -> bool:

@@ -72,14 +72,33 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 ID = String(36)
 
+
+def _id() -> Column[str]:
+    """The primary key of a table whose rows have a UUID of their own."""
+    return Column("id", ID, primary_key=True)
+
+
+def _app_id(*, nullable: bool = False, index: bool | None = None) -> Column[str]:
+    """The app a row belongs to: it goes when the app goes."""
+    fk = ForeignKey("apps.id", ondelete="CASCADE")
+    return Column("app_id", ID, fk, nullable=nullable, index=index)
+
+
+def _times() -> tuple[Column[datetime], Column[datetime]]:
+    """``created_at`` and ``updated_at``, both required."""
+    return (
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )
+
+
 apps = Table(
     "apps",
     metadata,
-    Column("id", ID, primary_key=True),
+    _id(),
     Column("name", String(30), nullable=False, unique=True),
     Column("release_version", Integer, nullable=False, default=0),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
+    *_times(),
 )
 
 config_vars = Table(
@@ -93,14 +112,13 @@ config_vars = Table(
 addons = Table(
     "addons",
     metadata,
-    Column("id", ID, primary_key=True),
+    _id(),
     Column("name", String(63), nullable=False, unique=True),
     Column("app_id", ID, ForeignKey("apps.id"), nullable=False, index=True),
     Column("plan", String(32), nullable=False),
     Column("period_seconds", Float, nullable=False),
     Column("key_version", Integer, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
+    *_times(),
     Column("last_rotated_at", UTCDateTime, nullable=False),
     # The scheduler's only query walks this index: a tick costs the same at any table size.
     Column("next_rotation_at", UTCDateTime, nullable=False, index=True),
@@ -122,20 +140,19 @@ key_versions = Table(
 attachments = Table(
     "attachments",
     metadata,
-    Column("id", ID, primary_key=True),
+    _id(),
     Column("addon_id", ID, ForeignKey("addons.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    _app_id(),
     Column("name", String(60), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
+    *_times(),
     UniqueConstraint("app_id", "name"),
 )
 
 releases = Table(
     "releases",
     metadata,
-    Column("id", ID, primary_key=True),
-    Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    _id(),
+    _app_id(),
     Column("version", Integer, nullable=False),
     Column("description", Text, nullable=False),
     Column("config_fingerprint", String(16), nullable=False),
@@ -163,9 +180,9 @@ audit_events = Table(
 tokens = Table(
     "tokens",
     metadata,
-    Column("id", ID, primary_key=True),
+    _id(),
     Column("kind", String(16), nullable=False),
-    Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), nullable=True, index=True),
+    _app_id(nullable=True, index=True),
     # HMAC-SHA256 (key derived from the master key) of the token's SHA-256: a dumped database
     # alone does not let anyone test guesses of a weak SECUREKEY_OPERATOR_TOKEN offline.
     Column("token_hash", String(64), nullable=False, unique=True),
@@ -183,25 +200,24 @@ tokens = Table(
 webhooks = Table(
     "webhooks",
     metadata,
-    Column("id", ID, primary_key=True),
-    Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False, index=True),
+    _id(),
+    _app_id(index=True),
     Column("url", Text, nullable=False),
     Column("include", Text, nullable=False),
     Column("level", String(16), nullable=False),
     Column("secret_enc", LargeBinary, nullable=False),
     Column("authorization_enc", LargeBinary, nullable=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
+    *_times(),
 )
 
 webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,
-    Column("id", ID, primary_key=True),
+    _id(),
     Column(
         "webhook_id", ID, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False, index=True
     ),
-    Column("app_id", ID, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False, index=True),
+    _app_id(index=True),
     Column("event_id", ID, nullable=False),
     Column("include", String(64), nullable=False),
     Column("payload", Text, nullable=False),
@@ -211,8 +227,7 @@ webhook_deliveries = Table(
     Column("next_attempt_at", UTCDateTime, nullable=True, index=True),
     Column("last_code", Integer, nullable=True),
     Column("last_error", String(200), nullable=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
+    *_times(),
 )
 
 # The master keys this database has known, by id. ``check_enc`` (a constant encrypted under the

@@ -1,0 +1,137 @@
+"""Claiming due add-ons (many schedulers, each add-on once) and writing rotations in bulk."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from securekey.domain.models import Addon, KeyState
+from securekey.domain.rotation import RotationOutcome
+from securekey.store import rows
+from securekey.store import tables as t
+from securekey.store.repository.base import RepositoryBase
+
+__all__ = ["SchedulingPart"]
+
+Rows = list[dict[str, Any]]
+
+
+def _matching(query: Any, plan: str | None, app_id: str | None) -> Any:
+    """``query`` narrowed to add-ons on ``plan`` and/or billed to or attached to ``app_id``."""
+    if plan is not None:
+        query = query.where(t.addons.c.plan == plan)
+    if app_id is not None:
+        attached = sa.select(t.attachments.c.addon_id).where(t.attachments.c.app_id == app_id)
+        query = query.where(sa.or_(t.addons.c.app_id == app_id, t.addons.c.id.in_(attached)))
+    return query
+
+
+class SchedulingPart(RepositoryBase):
+    """Which add-ons are due, who rotates them, and the bulk writes of a batch of rotations."""
+
+    def has_due(self, now: datetime) -> bool:
+        query = sa.select(t.addons.c.id).where(t.addons.c.next_rotation_at <= now).limit(1)
+        return self.conn.execute(query).first() is not None
+
+    def claim_due(self, now: datetime, exclude: Collection[str], limit: int) -> list[Addon]:
+        query = (
+            sa.select(t.addons)
+            .where(t.addons.c.next_rotation_at <= now)
+            .order_by(t.addons.c.next_rotation_at)
+            .limit(limit)
+        )
+        if exclude:
+            query = query.where(t.addons.c.id.not_in(list(exclude)))
+        # Another process holding a row is rotating it: skip it, never wait, never repeat.
+        return self._all(self._locking(query, skip_locked=True), rows.addon)
+
+    def lock_addons(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        plan: str | None = None,
+        app_id: str | None = None,
+    ) -> list[Addon]:
+        query = _matching(sa.select(t.addons), plan, app_id).order_by(t.addons.c.id).limit(limit)
+        if after is not None:
+            query = query.where(t.addons.c.id > after)
+        # Wait for a scheduler holding one (it commits soon); id order never deadlocks.
+        return self._all(self._locking(query), rows.addon)
+
+    def count_addons(
+        self, *, after: str | None = None, plan: str | None = None, app_id: str | None = None
+    ) -> int:
+        query = _matching(sa.select(sa.func.count()).select_from(t.addons), plan, app_id)
+        if after is not None:
+            query = query.where(t.addons.c.id > after)
+        return int(self.conn.execute(query).scalar_one())
+
+    def store_rotations(
+        self, rotations: Sequence[tuple[Addon, RotationOutcome]], at: datetime
+    ) -> None:
+        moved, gone, fresh = self._key_changes(rotations, at)
+        kv = t.key_versions.c
+        where = (kv.addon_id == sa.bindparam("b_addon"), kv.version == sa.bindparam("b_version"))
+        if moved:
+            self.conn.execute(
+                t.key_versions.update().where(*where).values(state=sa.bindparam("b_state")),
+                moved,
+            )
+        if gone:
+            # History keeps fingerprints and times; the material leaves the database.
+            self.conn.execute(
+                t.key_versions.update()
+                .where(*where)
+                .values(state=sa.bindparam("b_state"), material_enc=None, retired_at=at),
+                gone,
+            )
+        if fresh:
+            self.conn.execute(t.key_versions.insert(), fresh)
+        if rotations:
+            self._store_rotated_addons([addon for addon, _ in rotations])
+
+    def _key_changes(
+        self, rotations: Sequence[tuple[Addon, RotationOutcome]], at: datetime
+    ) -> tuple[Rows, Rows, Rows]:
+        """The key versions that change state, that leave service, and that are new."""
+        moved: Rows = []
+        gone: Rows = []
+        fresh: Rows = []
+        for addon, outcome in rotations:
+            for version, state in outcome.transitions:
+                row = {"b_addon": addon.id, "b_version": version, "b_state": state.value}
+                (gone if state in (KeyState.RETIRED, KeyState.REVOKED) else moved).append(row)
+            new_versions = [(outcome.latest_version, KeyState.LATEST, outcome.pair.latest)]
+            if outcome.previous_version not in {v for v, _ in outcome.transitions}:
+                new_versions.append(
+                    (outcome.previous_version, KeyState.PREVIOUS, outcome.pair.previous)
+                )
+            fresh += [rows.key_row(self.cipher, addon.id, v, s, k, at) for v, s, k in new_versions]
+        return moved, gone, fresh
+
+    def _store_rotated_addons(self, addons: Sequence[Addon]) -> None:
+        """The add-ons' new key version and rotation times, in one statement."""
+        self.conn.execute(
+            t.addons.update()
+            .where(t.addons.c.id == sa.bindparam("b_id"))
+            .values(
+                key_version=sa.bindparam("b_key_version"),
+                last_rotated_at=sa.bindparam("b_last"),
+                next_rotation_at=sa.bindparam("b_next"),
+                updated_at=sa.bindparam("b_updated"),
+            ),
+            [
+                {
+                    "b_id": a.id,
+                    "b_key_version": a.key_version,
+                    "b_last": a.last_rotated_at,
+                    "b_next": a.next_rotation_at,
+                    "b_updated": a.updated_at,
+                }
+                for a in addons
+            ],
+        )
