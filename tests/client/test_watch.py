@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from securekey.api.routes.extras import SHUTDOWN_EVENT
+from securekey.api.routes.stream import SHUTDOWN_EVENT
 from securekey.client import (
     AsyncWatchedKeyRing,
     Backoff,

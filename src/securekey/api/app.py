@@ -23,15 +23,9 @@ from securekey import __version__
 from securekey.api.auth import Authenticator, FailureLimiter
 from securekey.api.context import ApiContext, etag_matches
 from securekey.api.errors import install_error_handlers
-from securekey.api.live import (
-    ConfigCache,
-    PgReleaseListener,
-    ReleaseHub,
-    ReleaseSink,
-    StreamSlots,
-)
+from securekey.api.live import ConfigCache, ReleaseHub, ReleaseSink, StreamSlots
 from securekey.api.metrics import Metrics, method_label
-from securekey.api.routes import audit, extras, ops, platform
+from securekey.api.routes import audit, extras, ops, platform, stream
 from securekey.api.webhook_sender import WebhookSender
 from securekey.domain.clock import Clock
 from securekey.domain.models import TokenKind
@@ -39,7 +33,6 @@ from securekey.runtime import Runtime
 from securekey.scheduler import Scheduler
 from securekey.services.tokens import TokenService
 from securekey.services.webhooks import WebhookService
-from securekey.store.sql import RELEASE_CHANNEL
 from securekey.web import mount_dashboard
 
 __all__ = ["MAX_BODY", "create_api"]
@@ -279,14 +272,7 @@ def create_api(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         hub.bind(asyncio.get_running_loop())
-        listener = None
-        if runtime.store.dialect == "postgresql":
-            dsn = runtime.store.engine.url.set(drivername="postgresql").render_as_string(
-                hide_password=False
-            )
-            listener = PgReleaseListener(dsn, RELEASE_CHANNEL, sink, runtime.store.health)
-            listener.start()
-            await run_in_threadpool(listener.connected.wait, 10.0)
+        await run_in_threadpool(runtime.store.listen, 10.0)  # other replicas' notices too
         if scheduler is not None:
             scheduler.start()
         sending = asyncio.create_task(sender.run() if webhook_concurrency > 0 else asyncio.sleep(0))
@@ -301,8 +287,6 @@ def create_api(
             if scheduler is not None:
                 # Stops between rotations: the one in progress commits or rolls back whole.
                 await run_in_threadpool(scheduler.stop, graceful_timeout)
-            if listener is not None:
-                await run_in_threadpool(listener.stop)
 
     app = FastAPI(
         title="securekey",
@@ -317,6 +301,7 @@ def create_api(
     install_error_handlers(app)
     app.include_router(platform.router)
     app.include_router(extras.router)
+    app.include_router(stream.router)
     app.include_router(audit.router)
     app.include_router(ops.router)
     mount_dashboard(app, ctx)

@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,10 +37,11 @@ from securekey.domain.models import (
 )
 from securekey.domain.rotation import RotationOutcome
 from securekey.exceptions import BusyError, DecryptionError, SecureKeyError, UnavailableError
-from securekey.services.ports import IDENTITY_CHANGED, ReleaseNotice
+from securekey.services.ports import IDENTITY_CHANGED, TOKEN_REVOKED, ReleaseNotice
 from securekey.store import tables as t
 from securekey.store.engine import WRITE_OPTION, make_engine
 from securekey.store.migrate import upgrade
+from securekey.store.notices import RELEASE_CHANNEL, Listener, NoticeBus, announce
 
 __all__ = ["RELEASE_CHANNEL", "DatabaseHealth", "SqlRepository", "SqlStore", "is_disconnect"]
 
@@ -49,10 +50,6 @@ log = logging.getLogger("securekey.store")
 #: Committed state changes, one info line each (the store logs them after the commit).
 audit_log = logging.getLogger("securekey.audit")
 
-#: PostgreSQL NOTIFY channel on which every committed release is announced as ``app_id:version``.
-RELEASE_CHANNEL = "securekey_release"
-
-Listener = Callable[[Sequence[ReleaseNotice]], None]
 
 #: How often (seconds, at most) a process looks for a master-key rotation it must join.
 KEY_REFRESH_SECONDS = 2.0
@@ -142,8 +139,7 @@ class SqlStore:
     ) -> None:
         self.engine = engine
         self.cipher = cipher
-        self._listeners: list[Listener] = []
-        self._lock = threading.Lock()
+        self._notices = NoticeBus()
         self._key_refresh = key_refresh
         self._keys_checked = time.monotonic()
         url = engine.url
@@ -178,9 +174,14 @@ class SqlStore:
         return self.engine.dialect.name
 
     def add_listener(self, listener: Listener) -> None:
-        """Call ``listener`` with the releases of every committed transaction."""
-        with self._lock:
-            self._listeners.append(listener)
+        """Call ``listener`` with the notices of every commit (see ``store.notices``)."""
+        self._notices.add_listener(listener)
+
+    def listen(self, timeout: float = 10.0) -> bool:
+        """Hear other replicas' notices too (PostgreSQL; one LISTEN connection per store)."""
+        url = self.engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False) if self.dialect == "postgresql" else None
+        return self._notices.listen(dsn, self.health, timeout)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[SqlRepository]:
@@ -226,10 +227,7 @@ class SqlStore:
         for event in events:
             _log_event(event)
         if notices:
-            with self._lock:
-                listeners = list(self._listeners)
-            for listener in listeners:
-                listener(notices)
+            self._notices.publish(notices)
 
     def _join_key_rotation(self, conn: Connection) -> None:
         """Every few seconds: if a master-key rotation began, write under its new key."""
@@ -246,7 +244,8 @@ class SqlStore:
             adopt_next_key(conn, self.cipher, key_records(conn))
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Stop listening and release every pooled connection."""
+        self._notices.close()
         self.engine.dispose()
 
     def _load_token_key(self) -> None:
@@ -368,13 +367,7 @@ class SqlRepository:
         self._announce(ReleaseNotice(release.app_id, release.version))
 
     def _announce(self, notice: ReleaseNotice) -> None:
-        self._notices.append(notice)
-        if self._pg:
-            # Other replicas learn of the release on commit; the payload carries ids only.
-            self.conn.execute(
-                sa.text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": RELEASE_CHANNEL, "payload": f"{notice.app_id}:{notice.version}"},
-            )
+        announce(self.conn, self._notices, (notice,))
 
     def get_release(self, app_id: str, version: int) -> Release | None:
         row = (
@@ -689,16 +682,7 @@ class SqlRepository:
         if not releases:
             return
         self.conn.execute(t.releases.insert(), [_release_row(r) for r in releases])
-        self._notices.extend(ReleaseNotice(r.app_id, r.version) for r in releases)
-        if self._pg:
-            # One statement for every notice; PostgreSQL delivers them, in order, on commit.
-            self.conn.execute(
-                sa.text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) p"),
-                {
-                    "channel": RELEASE_CHANNEL,
-                    "payloads": [f"{r.app_id}:{r.version}" for r in releases],
-                },
-            )
+        announce(self.conn, self._notices, [ReleaseNotice(r.app_id, r.version) for r in releases])
 
     def set_release_versions(self, versions: Mapping[str, int], at: datetime) -> None:
         if not versions:
@@ -830,6 +814,7 @@ class SqlRepository:
 
     def delete_token(self, token_id: str) -> None:
         self.conn.execute(t.tokens.delete().where(t.tokens.c.id == token_id))
+        self._announce(ReleaseNotice(token_id, TOKEN_REVOKED))
 
     def revoke_token(self, token_id: str, at: datetime) -> None:
         self.conn.execute(
@@ -837,6 +822,7 @@ class SqlRepository:
             .where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
             .values(revoked_at=at)
         )
+        self._announce(ReleaseNotice(token_id, TOKEN_REVOKED))
 
     def touch_token(self, token_id: str, at: datetime, since: datetime) -> None:
         self.conn.execute(
