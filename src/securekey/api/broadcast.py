@@ -51,7 +51,7 @@ class Watcher:
     """One open stream: what it still has to send, newest config only (a slow reader skips
     the releases it had no time for, never receives one older than it already has)."""
 
-    __slots__ = ("_config", "_final", "_ping", "_wake", "app_id", "header", "release", "token_id")
+    __slots__ = ("_config", "_final", "_ping", "_waiter", "app_id", "header", "release", "token_id")
 
     def __init__(self, app_id: str, token_id: str, header: str | None, release: int) -> None:
         self.app_id = app_id
@@ -62,27 +62,32 @@ class Watcher:
         self._config: bytes | None = None
         self._ping = False
         self._final: bytes | None = None
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, release: int, event: bytes) -> None:
         """Queue ``event`` (release ``release``) in place of any older one not yet sent."""
         if release > self.release and self._final is None:
             self.release = release
             self._config = event
-            self._wake.set()
+            self._wake()
 
     def ping(self) -> None:
         """Queue a heartbeat unless something else is about to be sent."""
         if self._config is None:
             self._ping = True
-            self._wake.set()
+            self._wake()
 
     def finish(self, last: bytes = b"") -> None:
         """End the stream after ``last`` (nothing more is sent after it)."""
         if self._final is None:
             self._final = last
             self._config = None
-            self._wake.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def next(self) -> bytes | None:
         """What to send next; None once the stream is over."""
@@ -93,8 +98,12 @@ class Watcher:
                 chunk = self._config or PING
                 self._config, self._ping = None, False
                 return chunk
-            self._wake.clear()
-            await self._wake.wait()
+            # A bare future per wait: cheaper than an asyncio.Event for the one waiter there is.
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     def last(self) -> bytes:
         """The final bytes given to ``finish`` (empty if none)."""
