@@ -51,12 +51,26 @@ class Watcher:
     """One open stream: what it still has to send, newest config only (a slow reader skips
     the releases it had no time for, never receives one older than it already has)."""
 
-    __slots__ = ("_config", "_final", "_ping", "_waiter", "app_id", "header", "release", "token_id")
+    __slots__ = (
+        "_config",
+        "_final",
+        "_ping",
+        "_waiter",
+        "address",
+        "app_id",
+        "header",
+        "release",
+        "token_id",
+    )
 
-    def __init__(self, app_id: str, token_id: str, header: str | None, release: int) -> None:
+    def __init__(
+        self, app_id: str, token_id: str, header: str | None, release: int, address: str
+    ) -> None:
         self.app_id = app_id
         self.token_id = token_id
+        #: The credentials and client address the stream was opened with, to check again.
         self.header = header
+        self.address = address
         #: The newest release handed to this stream (sent or waiting to be).
         self.release = release
         self._config: bytes | None = None

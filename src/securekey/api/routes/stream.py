@@ -72,15 +72,15 @@ async def stream_config_vars(
         else None
     )
     opening = b": resumed\n\n" if resume == first.release else config_event(first)
-    watcher = Watcher(first.app_id, who.token_id, request.headers.get("authorization"), 0)
-    watcher.release = first.release
     address = request.client.host if request.client else "unknown"
-    ctx.hub.connect(ctx.config, _verifier(ctx, address), ctx.auth.forget, ctx.ping_interval)
+    header = request.headers.get("authorization")
+    watcher = Watcher(first.app_id, who.token_id, header, first.release, address)
+    ctx.hub.connect(ctx.config, _verifier(ctx), ctx.auth.forget, ctx.ping_interval)
     ctx.streams.acquire(who.token_id)
     return _EventStream(ctx.hub, ctx.streams, watcher, opening)
 
 
-def _verifier(ctx: ApiContext, address: str) -> Verifier:
+def _verifier(ctx: ApiContext) -> Verifier:
     async def verify(watcher: Watcher) -> bool | None:
         # A stream outlives its token's check: the hub looks again every heartbeat (once per
         # token), besides ending a token's streams at once when its revocation is announced.
@@ -88,7 +88,9 @@ def _verifier(ctx: ApiContext, address: str) -> Verifier:
             raw = credentials_from_header(watcher.header)
             now = ctx.auth.cached(raw) if raw else None  # no thread hop for known tokens
             if now is None:
-                now = await run_in_threadpool(ctx.auth.authenticate, watcher.header, address)
+                now = await run_in_threadpool(
+                    ctx.auth.authenticate, watcher.header, watcher.address
+                )
             require_app_reader(now, watcher.app_id)
         except (AuthenticationError, ForbiddenError):
             return False
