@@ -106,7 +106,9 @@ class _EventStream(Response):
     disconnect (one waiter on ``receive`` ends the watcher); gives its slot back however it
     ends (finished, disconnected, cancelled at shutdown)."""
 
-    def __init__(self, hub: ReleaseHub, slots: StreamSlots, watcher: Watcher, opening: bytes):
+    def __init__(
+        self, hub: ReleaseHub, slots: StreamSlots, watcher: Watcher, opening: bytes
+    ) -> None:
         super().__init__(media_type="text/event-stream")
         self._hub = hub
         self._slots = slots
@@ -124,6 +126,8 @@ class _EventStream(Response):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if not gone.done():
                 await send({"type": "http.response.body", "body": watcher.last()})
+        except OSError:
+            pass  # the client went away mid-write: the same as a disconnect
         finally:
             gone.cancel()
             self._hub.unsubscribe(watcher)
