@@ -152,8 +152,11 @@ class ReleaseHub:
         return sum(len(group) for group in self._apps.values())
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Attach to the server's event loop (at start-up)."""
+        """Attach to the server's event loop (at start-up; tasks of an earlier loop are gone)."""
         self._loop = loop
+        self._beat = None
+        self._loading.clear()
+        self.closing = False
 
     def connect(
         self, load: Loader, verify: Verifier, forget: Callable[[str], None], ping: float
