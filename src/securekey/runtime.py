@@ -13,6 +13,7 @@ from securekey.crypto import Cipher
 from securekey.domain.clock import Clock
 from securekey.exceptions import ConfigurationError
 from securekey.services import SecureKeyService
+from securekey.services.ports import Store
 from securekey.store import SqlStore, make_engine, upgrade
 from securekey.store.master_keys import check_master_key, has_data
 
@@ -23,7 +24,7 @@ __all__ = ["Runtime", "database_error", "open_database", "open_runtime", "settin
 class Runtime:
     """An open store and the service over it."""
 
-    store: SqlStore
+    store: Store
     service: SecureKeyService
 
     def close(self) -> None:

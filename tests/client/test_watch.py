@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from securekey.api.routes.extras import SHUTDOWN_EVENT
+from securekey.api.routes.stream import SHUTDOWN_EVENT
 from securekey.client import (
     AsyncWatchedKeyRing,
     Backoff,

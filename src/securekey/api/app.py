@@ -22,11 +22,11 @@ from securekey.api.middleware import MAX_BODY, CachedConfigRead, Limits
 from securekey.api.openapi import document_security
 from securekey.api.routes import (
     audit,
-    extras,
     ops,
     platform,
     releases,
     rotation,
+    stream,
     tokens,
     webhooks,
 )
@@ -39,7 +39,7 @@ from securekey.web import mount_dashboard
 
 __all__ = ["MAX_BODY", "create_api"]
 
-_ROUTERS = (platform, releases, rotation, tokens, webhooks, extras, audit, ops)
+_ROUTERS = (platform, releases, rotation, tokens, webhooks, stream, audit, ops)
 
 
 def create_api(

@@ -1,7 +1,7 @@
 """The server's lifespan: what starts before the first request and stops after the last.
 
-The release hub's loop, on PostgreSQL the ``LISTEN`` thread that hears other replicas'
-releases, the in-process scheduler and the webhook sender; stopped in the reverse order.
+The release hub's loop, the store's notice listener (on PostgreSQL it hears other replicas'
+releases), the in-process scheduler and the webhook sender; stopped in the reverse order.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from securekey.api.context import ApiContext
-from securekey.api.live import PgReleaseListener, ReleaseSink
+from securekey.api.live import ReleaseSink
 from securekey.api.webhook_wiring import WebhookWiring
 from securekey.runtime import Runtime
-from securekey.store.sql import RELEASE_CHANNEL
 
 __all__ = ["Lifespan", "make_lifespan"]
 
@@ -40,14 +39,7 @@ def make_lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         hub.bind(asyncio.get_running_loop())
-        listener = None
-        if runtime.store.dialect == "postgresql":
-            dsn = runtime.store.engine.url.set(drivername="postgresql").render_as_string(
-                hide_password=False
-            )
-            listener = PgReleaseListener(dsn, RELEASE_CHANNEL, sink, runtime.store.health)
-            listener.start()
-            await run_in_threadpool(listener.connected.wait, 10.0)
+        await run_in_threadpool(runtime.store.listen, 10.0)  # other replicas' notices too
         if scheduler is not None:
             scheduler.start()
         webhooks.start()
@@ -60,7 +52,5 @@ def make_lifespan(
             if scheduler is not None:
                 # Stops between rotations: the one in progress commits or rolls back whole.
                 await run_in_threadpool(scheduler.stop, graceful_timeout)
-            if listener is not None:
-                await run_in_threadpool(listener.stop)
 
     return lifespan

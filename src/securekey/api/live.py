@@ -1,101 +1,28 @@
-"""Live config: a broadcast of release notices to watchers, and the in-memory read cache.
+"""Live config: the in-memory read cache, stream caps, and where the store's notices go.
 
-Notices come from this process's commits (the store's listener) and, on PostgreSQL, from
-every other replica through ``LISTEN/NOTIFY`` (payload ``app_id:version``, ids only). Each
-notice wakes that app's watchers and drops its cached config.
+Notices (this process's commits and other replicas', see ``store.notices``) drop cached
+configs and reach the broadcast hub (``api.broadcast``), which pushes releases to watchers.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from securekey.api.broadcast import ReleaseHub
 from securekey.exceptions import RateLimitedError
 from securekey.services import IDENTITY_CHANGED, ReleaseNotice
-from securekey.store.sql import DatabaseHealth
+from securekey.services.ports import NOTICES_LOST
 
 __all__ = [
     "CachedConfig",
     "ConfigCache",
-    "PgReleaseListener",
     "ReleaseHub",
     "ReleaseSink",
     "StreamSlots",
 ]
-
-log = logging.getLogger("securekey.live")
-
-
-class ReleaseHub:
-    """Wakes coroutines waiting on an app when it gets a new release. Thread-safe ``publish``."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._events: dict[str, asyncio.Event] = {}
-        self._versions: dict[str, int] = {}
-        self.watchers = 0
-        #: Set when the server stops: streams end so their clients move to another replica.
-        self.closing = False
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Attach to the server's event loop (at start-up)."""
-        self._loop = loop
-
-    def publish(self, notices: Sequence[ReleaseNotice]) -> None:
-        """Announce releases; callable from any thread."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):  # the loop is shutting down
-            loop.call_soon_threadsafe(self._wake, list(notices))
-
-    def wake_all(self) -> None:
-        """Wake every waiter to look again (notices may have been missed); any thread."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._wake_all)
-
-    def close(self) -> None:
-        """Wake every waiter for good (call in the server's loop, as it shuts down)."""
-        self.closing = True
-        self._wake_all()
-
-    def _wake_all(self) -> None:
-        events, self._events = self._events, {}
-        for event in events.values():
-            event.set()
-
-    def _wake(self, notices: list[ReleaseNotice]) -> None:
-        for notice in notices:
-            known = self._versions.get(notice.app_id, 0)
-            self._versions[notice.app_id] = max(known, notice.version)
-            event = self._events.pop(notice.app_id, None)
-            if event is not None:
-                event.set()
-
-    def known_version(self, app_id: str) -> int:
-        """The newest release this hub has heard of for ``app_id`` (0 if none)."""
-        return self._versions.get(app_id, 0)
-
-    async def wait(self, app_id: str, timeout: float) -> bool:
-        """Wait until ``app_id`` gets a release or ``timeout`` passes; True if woken."""
-        if self.closing:
-            return True
-        event = self._events.get(app_id)
-        if event is None:
-            event = self._events[app_id] = asyncio.Event()
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
 
 
 class StreamSlots:
@@ -234,6 +161,8 @@ class ConfigCache:
         """Drop the apps named in ``notices`` and remember their new release numbers."""
         with self._lock:
             for notice in notices:
+                if notice.version < IDENTITY_CHANGED:
+                    continue  # a token revoked, or notices lost: no app to drop
                 if notice.version == IDENTITY_CHANGED:
                     self._drop(notice.app_id)
                     continue
@@ -278,90 +207,15 @@ class ConfigCache:
             self._names.clear()
 
 
-class PgReleaseListener:
-    """A thread holding ``LISTEN securekey_release`` and forwarding notices to callbacks."""
-
-    def __init__(
-        self, dsn: str, channel: str, sink: ReleaseSink, health: DatabaseHealth | None = None
-    ) -> None:
-        self.dsn = dsn
-        self.channel = channel
-        self.sink = sink
-        self.health = health
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.connected = threading.Event()
-
-    def start(self) -> None:
-        """Start listening in a daemon thread."""
-        self._thread = threading.Thread(target=self._run, name="securekey-listen", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop listening."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        import psycopg  # only the PostgreSQL backend needs it
-
-        backoff = 0.1
-        lost_at: float | None = None  # when the connection was lost, None while connected
-        cause = ""
-        warned = False
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self.dsn, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {self.channel}")
-                    self.connected.set()
-                    backoff = 0.1
-                    if lost_at is not None:
-                        # Releases committed while we were away were never announced here.
-                        self.sink.reset()
-                        if warned:
-                            log.info("release notifications restored")
-                        else:
-                            log.warning(
-                                "release notifications lost (%s) for %.1f s; reconnected",
-                                cause,
-                                time.monotonic() - lost_at,
-                            )
-                        lost_at, warned = None, False
-                    while not self._stop.is_set():
-                        for note in conn.notifies(timeout=0.5):
-                            app_id, _, version = note.payload.partition(":")
-                            if version.isdigit():
-                                self.sink([ReleaseNotice(app_id, int(version))])
-            except Exception as error:
-                self.connected.clear()
-                if lost_at is None:
-                    lost_at, cause = time.monotonic(), type(error).__name__
-                elif not warned:
-                    # Reconnecting failed too: the database itself is away. Reported once per
-                    # outage, together with the requests that fail meanwhile.
-                    warned = True
-                    if self.health is not None:
-                        self.health.failed(error)
-                    else:
-                        log.warning("release notifications lost (%s); reconnecting", cause)
-                self.sink.reset()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-
 class ReleaseSink:
-    """Where notices go: the hub and the cache (and ``reset`` when notices may have been lost)."""
+    """Where the store's notices go: the read cache, then the broadcast hub."""
 
     def __init__(self, hub: ReleaseHub, cache: ConfigCache) -> None:
         self.hub = hub
         self.cache = cache
 
     def __call__(self, notices: Sequence[ReleaseNotice]) -> None:
+        if any(notice.version == NOTICES_LOST for notice in notices):
+            self.cache.clear()  # notices may have been missed: serve nothing as fresh
         self.cache.invalidate(notices)
         self.hub.publish(notices)
-
-    def reset(self) -> None:
-        """Notices may have been missed: forget cached configs, and let watchers look again."""
-        self.cache.clear()
-        self.hub.wake_all()

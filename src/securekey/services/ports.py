@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from securekey.crypto import Cipher
 from securekey.domain.keys import KeyPair
 from securekey.domain.models import (
     Addon,
@@ -26,17 +27,29 @@ from securekey.domain.models import (
 )
 from securekey.domain.rotation import RotationOutcome
 
-__all__ = ["IDENTITY_CHANGED", "ReleaseNotice", "Repository", "Store"]
+__all__ = [
+    "IDENTITY_CHANGED",
+    "NOTICES_LOST",
+    "TOKEN_REVOKED",
+    "ReleaseNotice",
+    "Repository",
+    "Store",
+]
 
 
 #: The ``version`` of a notice saying an app was renamed or destroyed (no release of its own).
 IDENTITY_CHANGED = 0
+#: The ``version`` of a notice saying the token whose id is in ``app_id`` was revoked or deleted.
+TOKEN_REVOKED = -1
+#: The ``version`` of a notice saying notices may have been missed: drop caches, look again.
+NOTICES_LOST = -2
 
 
 @dataclass(frozen=True, slots=True)
 class ReleaseNotice:
     """Told to listeners after a commit: app ``app_id`` now stands at release ``version``, or
-    (``IDENTITY_CHANGED``) was renamed or destroyed, so caches must drop it by id and name."""
+    (``IDENTITY_CHANGED``) was renamed or destroyed, so caches must drop it by id and name; or
+    (``TOKEN_REVOKED``) token ``app_id`` stopped being valid. ``NOTICES_LOST`` has no id."""
 
     app_id: str
     version: int
@@ -178,8 +191,20 @@ class Repository(Protocol):
 
 
 class Store(Protocol):
-    """A database: transactions, and listeners told of releases after each commit."""
+    """A database: transactions, and listeners told of notices after each commit."""
 
+    @property
+    def dialect(self) -> str: ...
+    @property
+    def cipher(self) -> Cipher: ...
     def transaction(self, *, write: bool = True) -> AbstractContextManager[Repository]: ...
-    def add_listener(self, listener: Callable[[Sequence[ReleaseNotice]], None]) -> None: ...
+    def add_listener(self, listener: Callable[[Sequence[ReleaseNotice]], None]) -> None:
+        """Call ``listener`` (from any thread) with the notices of every commit of this process
+        and, once ``listen`` ran, of every other process on the same database."""
+        ...
+
+    def listen(self, timeout: float) -> bool:
+        """Hear other processes' notices from now on; whether that works within ``timeout``."""
+        ...
+
     def close(self) -> None: ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -27,7 +27,8 @@ from securekey.store.aad import TOKEN_DIGEST_SECRET, secret_aad
 from securekey.store.engine import WRITE_OPTION, make_engine
 from securekey.store.master_keys import NEXT, adopt_next_key, key_records
 from securekey.store.migrate import upgrade
-from securekey.store.repository import RELEASE_CHANNEL, SqlRepository
+from securekey.store.notices import RELEASE_CHANNEL, Listener, NoticeBus
+from securekey.store.repository import SqlRepository
 
 __all__ = ["RELEASE_CHANNEL", "DatabaseHealth", "SqlRepository", "SqlStore", "is_disconnect"]
 
@@ -36,7 +37,6 @@ log = logging.getLogger("securekey.store")
 #: Committed state changes, one info line each (the store logs them after the commit).
 audit_log = logging.getLogger("securekey.audit")
 
-Listener = Callable[[Sequence[ReleaseNotice]], None]
 
 #: How often (seconds, at most) a process looks for a master-key rotation it must join.
 KEY_REFRESH_SECONDS = 2.0
@@ -122,8 +122,7 @@ class SqlStore:
     ) -> None:
         self.engine = engine
         self.cipher = cipher
-        self._listeners: list[Listener] = []
-        self._lock = threading.Lock()
+        self._notices = NoticeBus()
         self._key_refresh = key_refresh
         self._keys_checked = time.monotonic()
         url = engine.url
@@ -158,9 +157,14 @@ class SqlStore:
         return self.engine.dialect.name
 
     def add_listener(self, listener: Listener) -> None:
-        """Call ``listener`` with the releases of every committed transaction."""
-        with self._lock:
-            self._listeners.append(listener)
+        """Call ``listener`` with the notices of every commit (see ``store.notices``)."""
+        self._notices.add_listener(listener)
+
+    def listen(self, timeout: float = 10.0) -> bool:
+        """Hear other replicas' notices too (PostgreSQL; one LISTEN connection per store)."""
+        url = self.engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False) if self.dialect == "postgresql" else None
+        return self._notices.listen(dsn, self.health, timeout)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[SqlRepository]:
@@ -206,10 +210,7 @@ class SqlStore:
         for event in events:
             _log_event(event)
         if notices:
-            with self._lock:
-                listeners = list(self._listeners)
-            for listener in listeners:
-                listener(notices)
+            self._notices.publish(notices)
 
     def _join_key_rotation(self, conn: Connection) -> None:
         """Every few seconds: if a master-key rotation began, write under its new key."""
@@ -224,7 +225,8 @@ class SqlStore:
             adopt_next_key(conn, self.cipher, key_records(conn))
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Stop listening and release every pooled connection."""
+        self._notices.close()
         self.engine.dispose()
 
     def _load_token_key(self) -> None:

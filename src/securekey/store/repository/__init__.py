@@ -7,12 +7,12 @@ nothing above the store sees ciphertext and nothing below it sees plaintext.
 from securekey.store.repository.addons import AddonsPart
 from securekey.store.repository.apps import AppsPart
 from securekey.store.repository.audit import AuditPart
-from securekey.store.repository.releases import RELEASE_CHANNEL, ReleasesPart
+from securekey.store.repository.releases import ReleasesPart
 from securekey.store.repository.scheduling import SchedulingPart
 from securekey.store.repository.tokens import TokensPart
 from securekey.store.repository.webhooks import WebhooksPart
 
-__all__ = ["RELEASE_CHANNEL", "SqlRepository"]
+__all__ = ["SqlRepository"]
 
 
 class SqlRepository(

@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Connection, RowMapping, Select, Table
 from securekey.crypto import Cipher
 from securekey.domain.models import AuditEvent
 from securekey.services.ports import ReleaseNotice
+from securekey.store.notices import announce
 
 __all__ = ["RepositoryBase", "looks_like_uuid", "where_given"]
 
@@ -58,6 +59,10 @@ class RepositoryBase:
     def _all(self, query: Select[Any], mapper: Callable[[RowMapping], T]) -> list[T]:
         """Every row of ``query`` through ``mapper``, in the query's order."""
         return [mapper(row) for row in self.conn.execute(query).mappings()]
+
+    def _announce(self, *notices: ReleaseNotice) -> None:
+        """Tell this process's listeners after the commit and, on PostgreSQL, other replicas."""
+        announce(self.conn, self._notices, notices)
 
     def _by_ref(
         self, table: Table, ref: str, lock: bool, mapper: Callable[[RowMapping], T]

@@ -17,10 +17,7 @@ from securekey.store import rows
 from securekey.store import tables as t
 from securekey.store.repository.base import RepositoryBase
 
-__all__ = ["RELEASE_CHANNEL", "ReleasesPart"]
-
-#: PostgreSQL NOTIFY channel on which every committed release is announced as ``app_id:version``.
-RELEASE_CHANNEL = "securekey_release"
+__all__ = ["ReleasesPart"]
 
 
 class ReleasesPart(RepositoryBase):
@@ -86,26 +83,8 @@ class ReleasesPart(RepositoryBase):
         self.conn.execute(t.releases.insert().values(**rows.to_row(release)))
         self._announce(ReleaseNotice(release.app_id, release.version))
 
-    def _announce(self, notice: ReleaseNotice) -> None:
-        self._notices.append(notice)
-        if self._pg:
-            # Other replicas learn of the release on commit; the payload carries ids only.
-            self.conn.execute(
-                sa.text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": RELEASE_CHANNEL, "payload": f"{notice.app_id}:{notice.version}"},
-            )
-
     def add_releases(self, releases: Sequence[Release]) -> None:
         if not releases:
             return
         self.conn.execute(t.releases.insert(), [rows.to_row(r) for r in releases])
-        self._notices.extend(ReleaseNotice(r.app_id, r.version) for r in releases)
-        if self._pg:
-            # One statement for every notice; PostgreSQL delivers them, in order, on commit.
-            self.conn.execute(
-                sa.text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) p"),
-                {
-                    "channel": RELEASE_CHANNEL,
-                    "payloads": [f"{r.app_id}:{r.version}" for r in releases],
-                },
-            )
+        self._announce(*(ReleaseNotice(r.app_id, r.version) for r in releases))

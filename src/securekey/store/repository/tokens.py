@@ -7,6 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from securekey.domain.models import Token
+from securekey.services.ports import TOKEN_REVOKED, ReleaseNotice
 from securekey.store import rows
 from securekey.store import tables as t
 from securekey.store.repository.base import RepositoryBase, where_given
@@ -38,6 +39,7 @@ class TokensPart(RepositoryBase):
 
     def delete_token(self, token_id: str) -> None:
         self.conn.execute(t.tokens.delete().where(t.tokens.c.id == token_id))
+        self._announce(ReleaseNotice(token_id, TOKEN_REVOKED))
 
     def revoke_token(self, token_id: str, at: datetime) -> None:
         self.conn.execute(
@@ -45,6 +47,7 @@ class TokensPart(RepositoryBase):
             .where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
             .values(revoked_at=at)
         )
+        self._announce(ReleaseNotice(token_id, TOKEN_REVOKED))
 
     def touch_token(self, token_id: str, at: datetime, since: datetime) -> None:
         self.conn.execute(
