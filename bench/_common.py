@@ -97,18 +97,26 @@ class Report:
         anchor_label: str = "",
         goal: str = "",
         met: bool | None = None,
+        target: float | None = None,
     ) -> None:
-        """Print and record one figure, with its ratio to the anchor when there is one."""
+        """Print and record one figure, with its ratio to the anchor when there is one.
+
+        ``target`` is the goal's bound in the figure's unit: a missed goal is also stated as
+        the measured value over it.
+        """
         ratio = value / anchor if anchor else None
         line = f"{label}: {fmt(value)} {unit}"
         if anchor is not None:
             line += f" | {anchor_label}: {fmt(anchor)} {unit} | ratio {ratio:.2f}"
         if goal:
             line += f" | goal {goal}: " + ("met" if met else "MISSED" if met is False else "-")
+            if met is False and target:
+                line += f" ({value / target:.2f}x the bound)"
         print(line, flush=True)
         self.data["figures"].append(
             {"label": label, "value": value, "unit": unit, "anchor": anchor}
             | {"anchor_label": anchor_label, "ratio": ratio, "goal": goal, "met": met}
+            | {"target": target}
         )
 
     def save(self) -> None:

@@ -117,7 +117,7 @@ def main() -> int:
             print(f"{name}: seeded {args.total} add-ons in {seeded:.1f} s", flush=True)
             median, p99 = statistics.median(times), percentile(times, 99)
             report.figure(f"idle tick median, {name}, {args.total} add-ons", median, "ms",
-                          goal="<= 1 ms", met=median <= 1.0)  # fmt: skip
+                          goal="<= 1 ms", met=median <= 1.0, target=1.0)  # fmt: skip
             report.figure(f"idle tick p99, {name}, {args.total} add-ons", p99, "ms")
             report.data["extra"][name] = times
     report.save()

@@ -174,7 +174,7 @@ def main() -> int:
             report.figure(
                 f"propagation p{p} @{n}", value, "ms", anchor=percentile(alat, p),
                 anchor_label="naive fan-out", goal=f"<= {goal:g} ms" if goal else "",
-                met=value <= goal if goal else None,
+                met=value <= goal if goal else None, target=goal,
             )  # fmt: skip
         report.data["extra"][str(n)] = {
             "securekey": lat, "securekey_missing": missing, "anchor": alat,
