@@ -201,6 +201,9 @@ def write(runs: dict[str, dict[str, Any]], doc: Path, images: Path, note: str) -
                 rel = (images / filename).relative_to(doc.parent)
                 lines += [f"![{title}]({rel.as_posix()})", ""]
                 written.append(images / filename)
+    notes = Path(__file__).with_name("notes.md")
+    if notes.exists():
+        lines += [notes.read_text().rstrip(), ""]
     doc.write_text("\n".join(lines))
     return [doc, *written]
 
