@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import logging
 import logging.config
 import math
@@ -407,6 +408,11 @@ def _run_worker(options: _Options, sock: socket.socket, runtime: Runtime | None 
             runtime.close()
         sock.close()
         raise
+    # Start-up objects (routes, schemas, SQLAlchemy metadata) never die: moved out of the
+    # collector's sight, a full collection no longer walks them, which kept the read tail long
+    # (and forked workers keep sharing their pages).
+    gc.collect()
+    gc.freeze()
     try:
         server.run(sockets=[sock])
     finally:
