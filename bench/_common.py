@@ -107,11 +107,11 @@ class Report:
         ratio = value / anchor if anchor else None
         line = f"{label}: {fmt(value)} {unit}"
         if anchor is not None:
-            line += f" | {anchor_label}: {fmt(anchor)} {unit} | ratio {ratio:.2f}"
+            line += f" | {anchor_label}: {fmt(anchor)} {unit} | ratio {ratio:.3g}"
         if goal:
             line += f" | goal {goal}: " + ("met" if met else "MISSED" if met is False else "-")
             if met is False and target:
-                line += f" ({value / target:.2f}x the bound)"
+                line += f" ({value / target:.3g}x the bound)"
         print(line, flush=True)
         self.data["figures"].append(
             {"label": label, "value": value, "unit": unit, "anchor": anchor}

@@ -47,9 +47,9 @@ def _status(figure: dict[str, Any]) -> str:
     if figure["met"]:
         return f"{figure['goal']}: **met**"
     ratio, target = figure["ratio"], figure.get("target")
-    shown = f" (ratio {ratio:.2f})" if ratio is not None and math.isfinite(ratio) else ""
+    shown = f" (ratio {ratio:.3g})" if ratio is not None and math.isfinite(ratio) else ""
     if target and math.isfinite(figure["value"]):
-        shown += f" ({figure['value'] / target:.2f}× the bound)"
+        shown += f" ({figure['value'] / target:.3g}× the bound)"
     return f"{figure['goal']}: **missed**{shown}"
 
 
@@ -71,7 +71,7 @@ def table(runs: dict[str, dict[str, Any]]) -> list[str]:
                 if f["anchor"] is not None
                 else "—"
             )
-            ratio = f"{f['ratio']:.2f}" if f["ratio"] is not None else "—"
+            ratio = f"{f['ratio']:.3g}" if f["ratio"] is not None else "—"
             if f["ratio"] is not None and not math.isfinite(f["ratio"]):
                 ratio = "—"
             lines.append(

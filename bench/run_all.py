@@ -9,6 +9,7 @@ Run: ``python bench/run_all.py`` (about 15 minutes on 2 cores).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -41,9 +42,9 @@ def main() -> int:
     for name in chosen:
         command = [
             sys.executable,
-            str(BENCH / f"{name}.py"),
+            f"bench/{name}.py",
             "--json",
-            str(results / f"{name}.json"),
+            os.path.relpath(results / f"{name}.json", ROOT),  # the printed command stays short
         ]
         command += ["--smoke"] if args.smoke else []
         print(f"\n=== {name}", flush=True)
