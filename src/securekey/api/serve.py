@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import gc
 import logging
@@ -13,7 +12,6 @@ import signal
 import socket
 import ssl
 import sys
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,9 +20,11 @@ from typing import Any
 
 import uvicorn
 
+from securekey.api.announce import announce_login, announce_token
 from securekey.api.app import create_api
 from securekey.api.live import ReleaseHub
 from securekey.api.logs import LogFormat, logging_config
+from securekey.api.workers import supervise
 from securekey.config import Settings
 from securekey.domain.models import Token
 from securekey.exceptions import BusyError, ConfigurationError
@@ -47,46 +47,6 @@ __all__ = [
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
-
-
-def _url(host: str, port: int, scheme: str = "http") -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{shown}:{port}"
-
-
-def _announce_token(token: str, host: str, port: int, scheme: str = "http") -> None:
-    # On stdout, not in the log stream (stderr): a token must not reach collected logs.
-    url = _url(host, port, scheme)
-    print(
-        "\n".join(
-            [
-                "",
-                "A new operator token was created. It is shown this once; only a keyed digest "
-                "is stored.",
-                "",
-                f"    {token}",
-                "",
-                "Use it with the securekey CLI:",
-                f"    securekey login --url {url} --token {token}",
-                "or with the Heroku CLI:",
-                f"    HEROKU_HOST={url} HEROKU_API_KEY={token} heroku apps",
-                "",
-            ]
-        ),
-        file=sys.stdout,
-        flush=True,
-    )
-
-
-def _announce_login(host: str, port: int, scheme: str = "http") -> None:
-    """Every start: the exact login line (the token is the one shown at the first start)."""
-    url = _url(host, port, scheme)
-    print(
-        f"Serving on {url}. Log in with:\n"
-        f"    securekey login --url {url} --token <the operator token shown at first start>",
-        file=sys.stdout,
-        flush=True,
-    )
 
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -312,7 +272,12 @@ def serve(
         raise
     if workers == 1:
         _run_worker(options, sock, runtime)
-        return
+    else:
+        _run_workers(options, sock, runtime)
+
+
+def _run_workers(options: _Options, sock: socket.socket, runtime: Runtime) -> None:
+    """Greet once, close this process's runtime, and supervise ``options.workers`` forks."""
     try:
         _prepare_workers(options, runtime)
     except BaseException:
@@ -321,9 +286,23 @@ def serve(
     finally:
         runtime.close()
     try:
-        _supervise(options, sock)
+        stopped = supervise(options.workers, lambda: _run_worker(options, sock))
     finally:
         sock.close()
+    if stopped:
+        _exit_cleanly()
+
+
+def _exit_cleanly() -> None:
+    """Exit 0 after a drained stop, skipping the interpreter's teardown.
+
+    Everything is flushed and closed; the teardown is seconds of garbage collection on a busy
+    machine, which the SIGTERM uvicorn re-raises would have skipped too.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _greet(options: _Options, runtime: Runtime) -> None:
@@ -337,9 +316,9 @@ def _greet(options: _Options, runtime: Runtime) -> None:
     )
     scheme = "https" if options.tls_cert else "http"
     if fresh is not None:
-        _announce_token(fresh, options.host, options.port, scheme)
+        announce_token(fresh, options.host, options.port, scheme)
     else:
-        _announce_login(options.host, options.port, scheme)
+        announce_login(options.host, options.port, scheme)
     if options.allow_private_webhooks:
         logging.getLogger("securekey").warning(
             "webhooks may target loopback, link-local and private addresses "
@@ -419,67 +398,6 @@ def _run_worker(options: _Options, sock: socket.socket, runtime: Runtime | None 
         runtime.close()
         sock.close()
     if server.terminated:
-        # Everything is flushed and closed. Skip the interpreter's teardown (seconds of garbage
-        # collection on a busy machine), as the SIGTERM uvicorn re-raises would have, but exit 0.
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        _exit_cleanly()
     if not server.started:  # e.g. the port was taken; uvicorn.run exits with 3 here too
         raise SystemExit(3)
-
-
-def _start_worker(options: _Options, sock: socket.socket) -> int:
-    """Fork one worker process serving on the shared ``sock``; its pid."""
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        _run_worker(options, sock)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:
-        logging.getLogger("securekey").exception("worker %d failed", os.getpid())
-    finally:
-        os._exit(code)
-
-
-def _supervise(options: _Options, sock: socket.socket) -> None:
-    """Run ``options.workers`` workers; restart one that dies; on SIGTERM/SIGINT stop all.
-
-    A worker that exits by itself (a crash) is replaced, at most once a second, so one bad
-    request cannot take the service down; the signal handlers only set a flag and pass a
-    SIGTERM on, so each worker drains its requests as a single server would.
-    """
-    log = logging.getLogger("securekey")
-    stopping: list[int] = []
-
-    def stop(sig: int, _frame: FrameType | None) -> None:
-        stopping.append(sig)
-        for pid in list(children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    children: set[int] = set()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        for _ in range(options.workers):
-            children.add(_start_worker(options, sock))
-        while children:
-            pid, status = os.wait()
-            children.discard(pid)
-            if not stopping:
-                log.warning("worker %d exited (status %d); starting another", pid, status)
-                time.sleep(1.0)
-                children.add(_start_worker(options, sock))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if stopping:
-        logging.shutdown()
-        sys.stdout.flush()
-        os._exit(0)

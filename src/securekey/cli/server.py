@@ -130,6 +130,16 @@ WorkersOption = Annotated[
 ]
 
 
+def _check_log_options(log_format: str, log_level: str) -> None:
+    """Usage errors (exit 2) for a log format or level the server does not know."""
+    if log_format not in ("text", "json"):
+        raise CliError(f"--log-format must be text or json, not {log_format!r}.", exit_code=2)
+    if log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise CliError(
+            f"--log-level must be debug, info, warning or error, not {log_level!r}.", exit_code=2
+        )
+
+
 @server_app.callback(invoke_without_command=True)
 def server(
     ctx: typer.Context,
@@ -166,12 +176,7 @@ def server(
     """
     if ctx.invoked_subcommand is not None:
         return
-    if log_format not in ("text", "json"):
-        raise CliError(f"--log-format must be text or json, not {log_format!r}.", exit_code=2)
-    if log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
-        raise CliError(
-            f"--log-level must be debug, info, warning or error, not {log_level!r}.", exit_code=2
-        )
+    _check_log_options(log_format, log_level)
     try:
         _server_module().serve(
             host=host,
