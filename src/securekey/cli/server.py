@@ -43,96 +43,140 @@ def _server_module() -> Any:
     return serve
 
 
-@server_app.callback(invoke_without_command=True)
-def server(
-    ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 5000,
-    data_dir: DataDirOption = None,
-    database_url: DatabaseUrlOption = None,
-    scheduler_interval: Annotated[
-        float, typer.Option("--scheduler-interval", help="Seconds between due-rotation checks.")
-    ] = 1.0,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.")
-    ] = "info",
-    forwarded_allow_ips: Annotated[
-        str,
-        typer.Option(
-            "--forwarded-allow-ips",
-            metavar="IPS",
-            help="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are believed "
-            "('*' for any). Default: none, so the failed-auth limit counts the connecting "
-            "address and no client can pick its own.",
-        ),
-    ] = "",
-    max_streams_per_token: Annotated[
-        int,
-        typer.Option("--max-streams-per-token", min=1, help="Open config streams per token."),
-    ] = 20,
-    max_streams: Annotated[
-        int, typer.Option("--max-streams", min=1, help="Open config streams in all.")
-    ] = 10_000,
-    tls_cert: Annotated[
-        Path | None,
-        typer.Option(
-            "--tls-cert",
-            envvar="SECUREKEY_TLS_CERT",
-            help="Serve HTTPS with this certificate chain (PEM); needs --tls-key.",
-        ),
-    ] = None,
-    tls_key: Annotated[
-        Path | None,
-        typer.Option(
-            "--tls-key",
-            envvar="SECUREKEY_TLS_KEY",
-            help="The certificate's private key (PEM), readable by the server only.",
-        ),
-    ] = None,
-    allow_private_webhooks: Annotated[
-        bool,
-        typer.Option(
-            "--allow-private-webhooks",
-            envvar="SECUREKEY_ALLOW_PRIVATE_WEBHOOKS",
-            help="Let webhooks target loopback, link-local and private addresses "
-            "(on-premise receivers). Refused by default.",
-        ),
-    ] = False,
-    log_format: Annotated[
-        str,
-        typer.Option(
-            "--log-format", metavar="text|json", help="Log lines as text or as JSON objects."
-        ),
-    ] = "text",
-    graceful_timeout: Annotated[
-        float,
-        typer.Option(
-            "--graceful-timeout",
-            min=0.1,
-            max=3600,
-            help="On SIGTERM, seconds for in-flight requests and the current rotation to finish.",
-        ),
-    ] = 10.0,
-) -> None:
-    """Run the API server.
+HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+PortOption = Annotated[int, typer.Option("--port", help="Port to listen on.")]
+IntervalOption = Annotated[
+    float, typer.Option("--scheduler-interval", help="Seconds between due-rotation checks.")
+]
+LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+ForwardedOption = Annotated[
+    str,
+    typer.Option(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are believed "
+        "('*' for any). Default: none, so the failed-auth limit counts the connecting "
+        "address and no client can pick its own.",
+    ),
+]
+StreamsPerTokenOption = Annotated[
+    int, typer.Option("--max-streams-per-token", min=1, help="Open config streams per token.")
+]
+StreamsOption = Annotated[
+    int, typer.Option("--max-streams", min=1, help="Open config streams in all (per worker).")
+]
+TlsCertOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-cert",
+        envvar="SECUREKEY_TLS_CERT",
+        help="Serve HTTPS with this certificate chain (PEM); needs --tls-key.",
+    ),
+]
+TlsKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-key",
+        envvar="SECUREKEY_TLS_KEY",
+        help="The certificate's private key (PEM), readable by the server only.",
+    ),
+]
+PrivateWebhooksOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private-webhooks",
+        envvar="SECUREKEY_ALLOW_PRIVATE_WEBHOOKS",
+        help="Let webhooks target loopback, link-local and private addresses "
+        "(on-premise receivers). Refused by default.",
+    ),
+]
+LogFormatOption = Annotated[
+    str,
+    typer.Option("--log-format", metavar="text|json", help="Log lines as text or as JSON objects."),
+]
+GraceOption = Annotated[
+    float,
+    typer.Option(
+        "--graceful-timeout",
+        min=0.1,
+        max=3600,
+        help="On SIGTERM, seconds for in-flight requests and the current rotation to finish.",
+    ),
+]
+LoopOption = Annotated[
+    str,
+    typer.Option(
+        "--loop",
+        metavar="auto|uvloop|asyncio",
+        help="Event loop; auto (the default) takes uvloop when installed.",
+    ),
+]
+HttpOption = Annotated[
+    str,
+    typer.Option(
+        "--http",
+        metavar="auto|httptools|h11",
+        help="HTTP parser; auto (the default) takes httptools when installed.",
+    ),
+]
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=1,
+        envvar="SECUREKEY_WORKERS",
+        help="Worker processes sharing the port (PostgreSQL only; see README).",
+    ),
+]
 
-    SQLite in ./data by default; a first start prints an operator token, once.
-    Lost every operator token? `securekey server operator-token create` mints one offline.
 
-    \b
-    Example:
-      $ securekey server --data-dir ./data --port 5000
-      $ securekey server --host 0.0.0.0 --tls-cert server.pem --tls-key server.key
-      $ securekey server operator-token create --data-dir ./data
-    """
-    if ctx.invoked_subcommand is not None:
-        return
+def _check_log_options(log_format: str, log_level: str) -> None:
+    """Usage errors (exit 2) for a log format or level the server does not know."""
     if log_format not in ("text", "json"):
         raise CliError(f"--log-format must be text or json, not {log_format!r}.", exit_code=2)
     if log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise CliError(
             f"--log-level must be debug, info, warning or error, not {log_level!r}.", exit_code=2
         )
+
+
+@server_app.callback(invoke_without_command=True)
+def server(
+    ctx: typer.Context,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 5000,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    scheduler_interval: IntervalOption = 1.0,
+    log_level: LogLevelOption = "info",
+    forwarded_allow_ips: ForwardedOption = "",
+    max_streams_per_token: StreamsPerTokenOption = 20,
+    max_streams: StreamsOption = 10_000,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    allow_private_webhooks: PrivateWebhooksOption = False,
+    log_format: LogFormatOption = "text",
+    graceful_timeout: GraceOption = 10.0,
+    loop: LoopOption = "auto",
+    http: HttpOption = "auto",
+    workers: WorkersOption = 1,
+) -> None:
+    """Run the API server.
+
+    SQLite in ./data by default; a first start prints an operator token, once.
+    Lost every operator token? `securekey server operator-token create` mints one offline.
+    On PostgreSQL, --workers N runs N processes on one port (one per core for read load).
+
+    \b
+    Example:
+      $ securekey server --data-dir ./data --port 5000
+      $ securekey server --host 0.0.0.0 --tls-cert server.pem --tls-key server.key
+      $ securekey server --database-url postgresql://sk@db/sk --workers 2
+      $ securekey server operator-token create --data-dir ./data
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    _check_log_options(log_format, log_level)
     try:
         _server_module().serve(
             host=host,
@@ -149,6 +193,9 @@ def server(
             tls_key=tls_key,
             allow_private_webhooks=allow_private_webhooks,
             graceful_timeout=graceful_timeout,
+            loop=loop,
+            http=http,
+            workers=workers,
         )
     except SecureKeyError as error:  # settings that cannot work: one clear line, no traceback
         raise CliError(error.message) from None
