@@ -110,25 +110,27 @@ def audit(
     rows.reverse()
     if listed(cli, rows, json=json, empty="No audit events match."):
         return
-    cli.out.table(
-        [
-            Column("Time"),
-            Column("Actor"),
-            Column("Action"),
-            Column("Target", flex=True, minimum=12),
-            Column("Details", flex=True, minimum=12),
-        ],
-        [
-            [
-                when(r.get("created_at"), short=True),
-                str(r.get("actor", "")),
-                str(r.get("action", "")),
-                str(r.get("target", {}).get("name", "")),
-                _detail(r.get("details") or {}),
-            ]
-            for r in rows
-        ],
-    )
+    cli.out.table(_COLUMNS, [_row(r) for r in rows])
+
+
+_COLUMNS = [
+    Column("Time"),
+    Column("Actor"),
+    Column("Action"),
+    Column("Target", flex=True, minimum=12),
+    Column("Details", flex=True, minimum=12),
+]
+
+
+def _row(event: dict[str, Any]) -> list[str]:
+    """One audit event as a table row."""
+    return [
+        when(event.get("created_at"), short=True),
+        str(event.get("actor", "")),
+        str(event.get("action", "")),
+        str(event.get("target", {}).get("name", "")),
+        _detail(event.get("details") or {}),
+    ]
 
 
 def register(app: typer.Typer) -> None:

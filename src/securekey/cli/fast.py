@@ -90,16 +90,13 @@ def answer(argv: list[str], env: Mapping[str, str]) -> int | None:
     path = f"/apps/{quote(request.app, safe='')}/config-vars"
     try:
         config = _fetch(credentials, timeout, path)
+        return None if config is None else _show(request, config, env)
     except CliError as error:
         _error(env, error.message)
         return error.exit_code
     except KeyboardInterrupt:
         _error(env, "Interrupted.")
         return 130
-    if config is None:
-        return None
-    try:
-        return _show(request, config, env)
     except BrokenPipeError:
         # The reader went away (`securekey config -a x | head`): not an error worth a word.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
