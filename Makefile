@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck check soak bench clean
+.PHONY: install run test lint typecheck check soak bench clean heroku-cli
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,9 +32,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## Install everything and run the whole suite: lint, types, tests (PostgreSQL included).
-test: $(STAMP) lint typecheck
+## Install everything and run the whole suite: lint, types, tests (PostgreSQL and the real
+## Heroku CLI included; without npm it says that the Heroku CLI test is skipped).
+test: $(STAMP) lint typecheck heroku-cli
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## The real Heroku CLI for tests/e2e/test_heroku_cli.py, cached in .cache/ (offline once there).
+heroku-cli:
+	@scripts/install-heroku-cli.sh --if-possible
 
 check: test
 

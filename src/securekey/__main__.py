@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 __all__ = ["main"]
@@ -9,6 +10,13 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; its exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # `securekey config -a APP`, the hottest command, answers before typer is even imported.
+    from securekey.cli.fast import answer
+
+    code = answer(args, os.environ)
+    if code is not None:
+        return code
     try:
         from securekey.cli.entry import main as run
     except ModuleNotFoundError as exc:
@@ -22,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return run(argv)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -52,9 +52,13 @@ class Result:
 class Cli:
     """Runs ``python -m securekey ARGS`` with a private HOME and, by default, a server's creds."""
 
-    def __init__(self, home: Path, server: Server | None = None) -> None:
+    def __init__(
+        self, home: Path, server: Server | None = None, command: Sequence[str] | None = None
+    ) -> None:
         self.home = home
         self.server = server
+        #: What runs (``python -m securekey`` unless told otherwise); ARGS are appended.
+        self.command = list(command or [sys.executable, "-m", "securekey"])
 
     def env(self, **overrides: str | None) -> dict[str, str]:
         """A clean environment: no inherited SECUREKEY_* or NO_COLOR, 80 columns."""
@@ -88,7 +92,7 @@ class Cli:
     ) -> Result:
         """Run with pipes (stdin is not a terminal); ``merge`` sends stderr into stdout."""
         done = subprocess.run(
-            [sys.executable, "-m", "securekey", *args],
+            [*self.command, *args],
             input=stdin,
             capture_output=not merge,
             stdout=subprocess.PIPE if merge else None,
@@ -119,7 +123,7 @@ class Cli:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "securekey", *args],
+            [*self.command, *args],
             stdin=slave,
             stdout=slave,
             stderr=slave,

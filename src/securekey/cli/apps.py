@@ -7,7 +7,16 @@ from typing import Annotated, Any
 import typer
 
 from securekey.cli.completion import complete_apps
-from securekey.cli.context import AppOption, JsonOption, confirm, seg, use
+from securekey.cli.context import (
+    AppOption,
+    JsonOption,
+    OptionalApp,
+    add_commands,
+    confirm,
+    listed,
+    seg,
+    use,
+)
 from securekey.cli.errors import CliError, ResponseError
 from securekey.cli.render import when
 
@@ -44,11 +53,8 @@ def apps_list(ctx: typer.Context, json: JsonOption = False) -> None:
     """
     cli = use(ctx)
     apps: list[dict[str, Any]] = cli.api().get("/apps")
-    if json:
-        cli.out.json(apps)
-        return
-    if not apps:
-        cli.out.tell("You have no apps. Create one with `securekey apps:create NAME`.")
+    empty = "You have no apps. Create one with `securekey apps:create NAME`."
+    if listed(cli, apps, json=json, empty=empty):
         return
     cli.out.header("Apps")
     for app in apps:
@@ -87,16 +93,7 @@ def apps_info(
             metavar="APP", help="The app (or give it with -a).", autocompletion=complete_apps
         ),
     ] = None,
-    app: Annotated[
-        str | None,
-        typer.Option(
-            "--app",
-            "-a",
-            metavar="APP",
-            help="App to run the command against.",
-            autocompletion=complete_apps,
-        ),
-    ] = None,
+    app: OptionalApp = None,
     json: JsonOption = False,
 ) -> None:
     """Show an app.
@@ -113,13 +110,7 @@ def apps_info(
       ...
     """
     cli = use(ctx)
-    if name and app and name != app:
-        raise CliError(f"Two apps given ({name} and -a {app}); give one.", exit_code=2)
-    app = name or app
-    if not app:
-        raise CliError(
-            "Missing app: give it as `securekey apps:info APP` or with -a APP.", exit_code=2
-        )
+    app = _one_app(name, app)
     api = cli.api()
     info = api.get(f"/apps/{seg(app)}")
     addons = api.get(f"/apps/{seg(app)}/addons")
@@ -142,6 +133,17 @@ def apps_info(
             ("Web URL", str(info.get("web_url", ""))),
         ]
     )
+
+
+def _one_app(name: str | None, app: str | None) -> str:
+    """The app given as an argument or with -a (the same one if both)."""
+    if name and app and name != app:
+        raise CliError(f"Two apps given ({name} and -a {app}); give one.", exit_code=2)
+    if not (name or app):
+        raise CliError(
+            "Missing app: give it as `securekey apps:info APP` or with -a APP.", exit_code=2
+        )
+    return str(name or app)
 
 
 def apps_destroy(
@@ -190,7 +192,12 @@ def apps_destroy(
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to ``app``."""
-    app.command("apps")(apps_list)
-    app.command("apps:create")(apps_create)
-    app.command("apps:info")(apps_info)
-    app.command("apps:destroy")(apps_destroy)
+    add_commands(
+        app,
+        [
+            ("apps", apps_list),
+            ("apps:create", apps_create),
+            ("apps:info", apps_info),
+            ("apps:destroy", apps_destroy),
+        ],
+    )

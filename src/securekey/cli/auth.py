@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from securekey.cli.context import JsonOption, use
+from securekey.cli.context import Cli, JsonOption, add_commands, use
 from securekey.cli.errors import CliError, ResponseError
 from securekey.cli.session import Credentials, credentials_path, forget, resolve, save
 
@@ -18,31 +18,36 @@ __all__ = ["register"]
 STDIN = "-"
 
 
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", metavar="URL", help="The server, e.g. http://127.0.0.1:5000."),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        metavar="TOKEN",
+        help=(
+            "Operator token, or - to read it from stdin. A token typed here shows in "
+            "`ps` and shell history: prefer -, --token-file, or the prompt (when omitted)."
+        ),
+    ),
+]
+TokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        metavar="PATH",
+        help="Read the operator token from this file (its first line).",
+    ),
+]
+
+
 def login(
     ctx: typer.Context,
-    url: Annotated[
-        str | None,
-        typer.Option("--url", metavar="URL", help="The server, e.g. http://127.0.0.1:5000."),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            metavar="TOKEN",
-            help=(
-                "Operator token, or - to read it from stdin. A token typed here shows in "
-                "`ps` and shell history: prefer -, --token-file, or the prompt (when omitted)."
-            ),
-        ),
-    ] = None,
-    token_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--token-file",
-            metavar="PATH",
-            help="Read the operator token from this file (its first line).",
-        ),
-    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
 ) -> None:
     """Save the server URL and operator token.
 
@@ -62,27 +67,43 @@ def login(
     out = cli.out
     found = resolve(cli.env)
     server = (url or found.url).rstrip("/")
+    token = _given_token(cli, token, token_file)
+    account = _check_token(Credentials(server, token, "--url", "--token", found.ca_bundle))
+    path = credentials_path(cli.env)
+    save(path, server, token)
+    out.say("Logged in to ", server, " as ", str(account.get("email", "operator")))
+    out.tell(f"Saved to {path} (readable by you only).")
+
+
+def _given_token(cli: Cli, token: str | None, token_file: Path | None) -> str:
+    """The token from --token, --token-file, stdin, or typed at a prompt (not echoed)."""
     if token is not None and token_file is not None:
         raise CliError("Pass --token or --token-file, not both.")
     if token_file is not None:
         token = _read_token_file(token_file)
     elif token is None or token == STDIN:
-        if out.stdin_is_terminal():  # typed: not echoed
+        if cli.out.stdin_is_terminal():  # typed: not echoed
             token = getpass.getpass("Operator token: ")
         else:
-            token = out.ask("") or ""
+            token = cli.out.ask("") or ""
     token = token.strip()
     if not token:
         raise CliError(
             "No token given: pass --token - (stdin) or --token-file PATH, or type the one "
             "`securekey server` printed."
         )
+    return token
+
+
+def _check_token(credentials: Credentials) -> dict[str, Any]:
+    """The account the server knows ``credentials`` by; refuses app and unknown tokens."""
     from securekey.cli.api import ApiClient
 
-    check = ApiClient(Credentials(server, token, "--url", "--token", found.ca_bundle))
+    check = ApiClient(credentials)
     try:
-        account = check.get("/account")
+        return dict(check.get("/account"))
     except ResponseError as error:
+        server = credentials.url
         if error.status == 401:
             raise CliError(
                 f"The server at {server} does not know this token; nothing was saved. Use the "
@@ -96,10 +117,6 @@ def login(
         raise
     finally:
         check.close()
-    path = credentials_path(cli.env)
-    save(path, server, token)
-    out.say("Logged in to ", server, " as ", str(account.get("email", "operator")))
-    out.tell(f"Saved to {path} (readable by you only).")
 
 
 def _read_token_file(path: Path) -> str:
@@ -150,6 +167,4 @@ def whoami(ctx: typer.Context, json: JsonOption = False) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to ``app``."""
-    app.command("login")(login)
-    app.command("logout")(logout)
-    app.command("auth:whoami")(whoami)
+    add_commands(app, [("login", login), ("logout", logout), ("auth:whoami", whoami)])

@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 
-from securekey.cli.context import AppOption, JsonOption, alias_help, seg, use
+from securekey.cli.context import AppOption, JsonOption, add_commands, restarting, seg, use
 from securekey.cli.errors import CliError
 from securekey.cli.render import mask_keys
 
 __all__ = ["register"]
 
+PairsArg = Annotated[list[str], typer.Argument(metavar="KEY=VALUE...", help="Vars to set.")]
+NamesArg = Annotated[list[str], typer.Argument(metavar="KEY...", help="Vars to unset.")]
 ShellOption = Annotated[
     bool, typer.Option("--shell", "-s", help="Output NAME=value lines for a shell.")
 ]
@@ -82,10 +84,7 @@ def config_get(
 
 
 def config_set(
-    ctx: typer.Context,
-    pairs: Annotated[list[str], typer.Argument(metavar="KEY=VALUE...", help="Vars to set.")],
-    app: AppOption,
-    json: JsonOption = False,
+    ctx: typer.Context, pairs: PairsArg, app: AppOption, json: JsonOption = False
 ) -> None:
     """Set one or more config vars (one release).
 
@@ -104,11 +103,8 @@ def config_set(
         if not eq or not key:
             raise CliError(f"{pair} is invalid. Must be in the format FOO=bar.", exit_code=2)
         changes[key] = value
-    api = cli.api()
-    names = ", ".join(changes)
-    with out.action("Setting ", out.attachment(names), " and restarting ", out.app(app)) as status:
-        config = api.patch(f"/apps/{seg(app)}/config-vars", changes)
-        status.text = f"done, v{api.latest_release(app)}"
+    with restarting(cli, app, "Setting ", out.attachment(", ".join(changes))):
+        config = cli.api().patch(f"/apps/{seg(app)}/config-vars", changes)
     shown = {k: config.get(k, v) for k, v in changes.items()}
     if json:
         out.json(shown)
@@ -117,10 +113,7 @@ def config_set(
 
 
 def config_unset(
-    ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(metavar="KEY...", help="Vars to unset.")],
-    app: AppOption,
-    json: JsonOption = False,
+    ctx: typer.Context, names: NamesArg, app: AppOption, json: JsonOption = False
 ) -> None:
     """Unset one or more config vars (one release).
 
@@ -130,24 +123,21 @@ def config_unset(
       Unsetting LOG_LEVEL and restarting ⬢ service-1... done, v4
     """
     cli = use(ctx)
-    out = cli.out
-    api = cli.api()
-    shown = ", ".join(names)
-    with out.action(
-        "Unsetting ", out.attachment(shown), " and restarting ", out.app(app)
-    ) as status:
-        config = api.patch(f"/apps/{seg(app)}/config-vars", dict.fromkeys(names))
-        status.text = f"done, v{api.latest_release(app)}"
+    with restarting(cli, app, "Unsetting ", cli.out.attachment(", ".join(names))):
+        config = cli.api().patch(f"/apps/{seg(app)}/config-vars", dict.fromkeys(names))
     if json:
-        out.json(config)
+        cli.out.json(config)
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to ``app``."""
-    app.command("config")(config_show)
-    app.command("config:get")(config_get)
-    app.command("config:set")(config_set)
-    app.command("config:unset")(config_unset)
-    app.command("config:remove", help=alias_help("config:unset", config_unset.__doc__))(
-        config_unset
+    add_commands(
+        app,
+        [
+            ("config", config_show),
+            ("config:get", config_get),
+            ("config:set", config_set),
+            ("config:unset", config_unset),
+            ("config:remove", config_unset),
+        ],
     )

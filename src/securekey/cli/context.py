@@ -6,11 +6,14 @@ confirmation, so each command module stays a list of short functions.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
@@ -23,24 +26,75 @@ from securekey.cli.session import resolve
 if TYPE_CHECKING:
     from securekey.cli.api import ApiClient
 
-__all__ = ["AppOption", "Cli", "JsonOption", "alias_help", "confirm", "seg", "use"]
+__all__ = [
+    "AppOption",
+    "Cli",
+    "DataDirOption",
+    "DatabaseUrlOption",
+    "JsonOption",
+    "OptionalApp",
+    "add_commands",
+    "alias_help",
+    "app_option",
+    "confirm",
+    "listed",
+    "restarting",
+    "seg",
+    "server_module",
+    "use",
+]
 
-AppOption = Annotated[
-    str,
-    typer.Option(
+
+def app_option(help_: str = "App to run the command against.", *, complete: bool = True) -> Any:
+    """The ``--app/-a APP`` option with ``help_``; ``complete`` offers app names from the server."""
+    return typer.Option(
         "--app",
         "-a",
         metavar="APP",
-        help="App to run the command against.",
-        autocompletion=complete_apps,
-    ),
-]
+        help=help_,
+        autocompletion=complete_apps if complete else None,
+    )
+
+
+AppOption = Annotated[str, app_option()]
+OptionalApp = Annotated[str | None, app_option()]
 JsonOption = Annotated[bool, typer.Option("--json", "-j", help="Output JSON, for scripts.")]
+#: Where the commands that open the database find it (as ``securekey server`` does).
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Directory of the embedded SQLite database (./data)."),
+]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="PostgreSQL URL instead of the embedded database."),
+]
 
 
 def alias_help(of: str, doc: str | None) -> str:
     """Help for an alias: says what it aliases, then that command's own help and example."""
     return f"Alias of {of}: " + inspect.cleandoc(doc or "")
+
+
+def add_commands(app: typer.Typer, commands: Sequence[tuple[str, Callable[..., None]]]) -> None:
+    """Add each ``(name, function)`` in order; a function named a second time is an alias."""
+    first: dict[Callable[..., None], str] = {}
+    for name, function in commands:
+        if function in first:
+            app.command(name, help=alias_help(first[function], function.__doc__))(function)
+        else:
+            first[function] = name
+            app.command(name)(function)
+
+
+def server_module(name: str, who: str = "This command") -> Any:
+    """Import the server-side module ``name``; a clear line when the server extra is missing."""
+    # Imported on use: the server's dependencies are not needed (nor installed) for the client.
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        raise CliError(
+            f"{who} needs {exc.name}, which is not installed: pip install 'securekey[server]'."
+        ) from None
 
 
 def seg(value: str) -> str:
@@ -130,3 +184,24 @@ def confirm(
             raise CliError(f"No answer given; nothing changed. Re-run with --confirm {expected}.")
     if given.strip() != expected:
         raise CliError(f"Confirmation {given.strip()} did not match {expected}. Aborted.")
+
+
+def listed(cli: Cli, rows: Sequence[Any], *, json: bool, empty: str) -> bool:
+    """Print ``rows`` as JSON, or say ``empty`` when there are none; whether that said it all."""
+    if json:
+        cli.out.json(rows)
+        return True
+    if not rows:
+        cli.out.tell(empty)
+        return True
+    return False
+
+
+@contextmanager
+def restarting(cli: Cli, app: str, *what: Part) -> Iterator[None]:
+    """``WHAT and restarting ⬢ APP... done, vN``: the block changes the config, then the
+    release it made is named (asked the way the Heroku CLI asks)."""
+    out = cli.out
+    with out.action(*what, " and restarting ", out.app(app)) as status:
+        yield
+        status.text = f"done, v{cli.api().latest_release(app)}"

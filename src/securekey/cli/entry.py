@@ -5,7 +5,6 @@ Command groups live in their own modules and add themselves here through ``regis
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from typing import Annotated
@@ -20,6 +19,7 @@ from securekey.cli import (
     auth,
     completion,
     config_vars,
+    doctor,
     ops,
     releases,
     run,
@@ -29,6 +29,7 @@ from securekey.cli import (
 )
 from securekey.cli.context import Cli
 from securekey.cli.errors import CliError
+from securekey.cli.text import robust
 
 __all__ = ["build_app", "main"]
 
@@ -77,25 +78,30 @@ def build_app() -> typer.Typer:
     ) -> None:
         """Automatic key rotation."""
 
-    groups = (auth, apps, addons, config_vars, releases, tokens, webhooks, audit, run, server, ops)
+    groups = (
+        auth,
+        apps,
+        addons,
+        config_vars,
+        releases,
+        tokens,
+        webhooks,
+        audit,
+        doctor,
+        run,
+        server,
+        ops,
+    )
     for group in groups:
         group.register(app)
     return app
 
 
-def _robust(stream: object) -> None:
-    """Make ``stream`` replace what it cannot encode rather than fail."""
-    # A terminal that cannot show ⬢ gets a replacement character, not a UnicodeEncodeError.
-    encoding = str(getattr(stream, "encoding", "") or "").lower().replace("-", "")
-    if encoding != "utf8" and isinstance(stream, io.TextIOWrapper):
-        stream.reconfigure(errors="replace")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; the exit status (errors are one line on stderr, no traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    _robust(sys.stdout)
-    _robust(sys.stderr)
+    robust(sys.stdout)
+    robust(sys.stderr)
     cli = Cli.from_process(args)
     command = typer.main.get_command(build_app())
     try:

@@ -6,10 +6,12 @@ from typing import Annotated, Any
 
 import typer
 
-from securekey.cli.context import AppOption, JsonOption, seg, use
+from securekey.cli.context import AppOption, JsonOption, add_commands, seg, use
 from securekey.cli.render import Column, when
 
 __all__ = ["register"]
+
+ReleaseArg = Annotated[str, typer.Argument(metavar="vN", help="Release version, e.g. v3.")]
 
 
 def releases_list(
@@ -62,10 +64,7 @@ def releases_list(
 
 
 def releases_info(
-    ctx: typer.Context,
-    release: Annotated[str, typer.Argument(metavar="vN", help="Release version, e.g. v3.")],
-    app: AppOption,
-    json: JsonOption = False,
+    ctx: typer.Context, release: ReleaseArg, app: AppOption, json: JsonOption = False
 ) -> None:
     """Show one release.
 
@@ -99,5 +98,4 @@ def releases_info(
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to ``app``."""
-    app.command("releases")(releases_list)
-    app.command("releases:info")(releases_info)
+    add_commands(app, [("releases", releases_list), ("releases:info", releases_info)])

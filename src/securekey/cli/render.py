@@ -9,7 +9,6 @@ results to stdout, as the Heroku CLI does, so ``securekey config -a X | grep`` s
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,6 +19,9 @@ from typing import Any, TextIO
 from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
+
+from securekey.cli.text import GLYPH, mask_keys, safe, wants_color
+from securekey.cli.text import MARK as _MARK
 
 __all__ = [
     "GLYPH",
@@ -33,28 +35,7 @@ __all__ = [
     "when",
 ]
 
-#: Heroku's app glyph, printed before every app name.
-GLYPH = "⬢"
-#: Heroku's prefix for warnings and errors.
-_MARK = " ▸    "
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
 Part = str | Text
-
-
-def _safe(text: str) -> str:
-    """Server-supplied text with control characters escaped (no terminal escape injection)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-_PAIR = re.compile(r"[0-9A-F]{64}(?:,[0-9A-F]{64})?")
-
-
-def mask_keys(value: str) -> str:
-    """A key pair ``LATEST,PREVIOUS`` as ``3F6D…FDEE,CF8B…6EBA``; any other value unchanged."""
-    if not _PAIR.fullmatch(value):
-        return value
-    return ",".join(f"{key[:4]}…{key[-4:]}" for key in value.split(","))
 
 
 def when(value: object, *, short: bool = False) -> str:
@@ -63,7 +44,7 @@ def when(value: object, *, short: bool = False) -> str:
     ``short`` gives ``2026-11-29 12:00Z`` for tables, where width is scarce.
     """
     if not isinstance(value, str) or "T" not in value:
-        return "never" if value is None else _safe(str(value))
+        return "never" if value is None else safe(str(value))
     day, _, clock = value.rstrip("Z").partition("T")
     return f"{day} {clock[:5]}Z" if short else f"{day} {clock} UTC"
 
@@ -95,16 +76,6 @@ class Progress:
         """``count`` more items are done."""
         self.done += count
         self._step(count)
-
-
-def wants_color(stream: TextIO, env: Mapping[str, str]) -> bool:
-    """Colour only for a terminal, and never under ``NO_COLOR`` or ``TERM=dumb``."""
-    if env.get("NO_COLOR") or env.get("TERM") == "dumb":
-        return False
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _console(stream: TextIO, color: bool, width: int) -> Console:
@@ -161,28 +132,28 @@ class Renderer:
     @staticmethod
     def app(name: str) -> Text:
         """``⬢ service-1``, in Heroku's app colour."""
-        return Text(f"{GLYPH} {_safe(name)}", style="magenta")
+        return Text(f"{GLYPH} {safe(name)}", style="magenta")
 
     @staticmethod
     def addon(name: str) -> Text:
         """An add-on's name."""
-        return Text(_safe(name), style="yellow")
+        return Text(safe(name), style="yellow")
 
     @staticmethod
     def attachment(name: str) -> Text:
         """An attachment or config var name."""
-        return Text(_safe(name), style="green")
+        return Text(safe(name), style="green")
 
     @staticmethod
     def strong(text: str) -> Text:
         """Emphasised text (what to type, a flag)."""
-        return Text(_safe(text), style="bold")
+        return Text(safe(text), style="bold")
 
     # --------------------------------------------------------------- lines
 
     @staticmethod
     def _join(parts: Sequence[Part]) -> Text:
-        return Text.assemble(*(p if isinstance(p, Text) else _safe(p) for p in parts))
+        return Text.assemble(*(p if isinstance(p, Text) else safe(p) for p in parts))
 
     def say(self, *parts: Part) -> None:
         """One line of results on stdout."""
@@ -256,7 +227,7 @@ class Renderer:
 
     def header(self, title: str) -> None:
         """``=== title``, as Heroku's styled headers."""
-        self._out.print(Text.assemble(Text("=== ", style="dim"), Text(_safe(title), style="bold")))
+        self._out.print(Text.assemble(Text("=== ", style="dim"), Text(safe(title), style="bold")))
 
     def fields(self, rows: Sequence[tuple[str, Part | Sequence[str]]]) -> None:
         """``Key:  value`` lines with the values aligned; a list continues on the next lines."""
@@ -278,9 +249,9 @@ class Renderer:
         for name, value in variables.items():
             self._out.print(
                 Text.assemble(
-                    Text(f"{_safe(name)}:", style="green"),
+                    Text(f"{safe(name)}:", style="green"),
                     " " * (pad - len(name) + 1),
-                    _safe(value),
+                    safe(value),
                 )
             )
 
@@ -288,7 +259,7 @@ class Renderer:
         self, columns: Sequence[Column], rows: Sequence[Sequence[str]], *, titles: bool = True
     ) -> None:
         """Aligned columns that fit the width: flexible columns are cut with ``…``."""
-        cells = [[[_safe(line) for line in str(cell).split("\n")] for cell in row] for row in rows]
+        cells = [[[safe(line) for line in str(cell).split("\n")] for cell in row] for row in rows]
         widths = [cell_len(c.title) if titles else 0 for c in columns]
         for row in cells:
             for i, cell in enumerate(row):
@@ -353,7 +324,7 @@ class Renderer:
 
     def error(self, message: str) -> None:
         """One error line on stderr."""
-        self._err.print(Text.assemble(Text(_MARK, style="red"), _safe(message)))
+        self._err.print(Text.assemble(Text(_MARK, style="red"), safe(message)))
 
     def stdout_is_terminal(self) -> bool:
         """Whether results go to a person's terminal (not a pipe or a file)."""

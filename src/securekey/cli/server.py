@@ -8,21 +8,19 @@ from typing import Annotated, Any
 import typer
 
 from securekey import __version__
-from securekey.cli.context import JsonOption, use
+from securekey.cli.context import (
+    DatabaseUrlOption,
+    DataDirOption,
+    JsonOption,
+    server_module,
+    use,
+)
 from securekey.cli.errors import CliError
+from securekey.cli.tokens import DescriptionOption, show_new_token
 from securekey.exceptions import SecureKeyError
 
 __all__ = ["register"]
 
-
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Directory of the embedded SQLite database (./data)."),
-]
-DatabaseUrlOption = Annotated[
-    str | None,
-    typer.Option("--database-url", help="PostgreSQL URL instead of the embedded database."),
-]
 
 server_app = typer.Typer(name="server")
 operator_token_app = typer.Typer(
@@ -33,14 +31,7 @@ operator_token_app = typer.Typer(
 
 
 def _server_module() -> Any:
-    # Imported here: the server's dependencies are not needed (nor installed) for the client.
-    try:
-        from securekey.api import serve
-    except ModuleNotFoundError as exc:
-        raise CliError(
-            f"The server needs {exc.name}, which is not installed: pip install 'securekey[server]'."
-        ) from None
-    return serve
+    return server_module("securekey.api.serve", "The server")
 
 
 HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
@@ -206,10 +197,7 @@ def operator_token_create(
     ctx: typer.Context,
     data_dir: DataDirOption = None,
     database_url: DatabaseUrlOption = None,
-    description: Annotated[
-        str | None,
-        typer.Option("--description", "-d", metavar="TEXT", help="What the token is for."),
-    ] = None,
+    description: DescriptionOption = None,
     json: JsonOption = False,
 ) -> None:
     """Mint an operator token directly in the database (no server, no token needed).
@@ -233,11 +221,7 @@ def operator_token_create(
     if json:
         cli.out.json({"id": token.id, "description": token.description, "token": raw})
         return
-    cli.out.raw(raw)
-    cli.out.tell(
-        f"Operator token {token.id} created; this is the only time it is shown. "
-        f"Revoke it with `securekey tokens:revoke {token.id} --operator`."
-    )
+    show_new_token(cli.out, raw, token.id, None, lead=f"Operator token {token.id} created; this")
 
 
 server_app.add_typer(operator_token_app)

@@ -93,17 +93,18 @@ def resolve(env: Mapping[str, str]) -> Credentials:
     """The server and token to use: the environment first, then the saved login."""
     path = credentials_path(env)
     saved = load(path)
-    if env.get("SECUREKEY_URL"):
-        url, url_source = env["SECUREKEY_URL"], "SECUREKEY_URL"
-    elif saved.get("url"):
-        url, url_source = saved["url"], str(path)
-    else:
+
+    def pick(variable: str, key: str) -> tuple[str | None, str]:
+        """The environment's value, else the saved one; and where it came from."""
+        if env.get(variable):
+            return env[variable], variable
+        if saved.get(key):
+            return saved[key], str(path)
+        return None, "nowhere"
+
+    url, url_source = pick("SECUREKEY_URL", "url")
+    if url is None:
         url, url_source = DEFAULT_URL, "the default"
-    if env.get("SECUREKEY_TOKEN"):
-        token, token_source = env["SECUREKEY_TOKEN"], "SECUREKEY_TOKEN"
-    elif saved.get("token"):
-        token, token_source = saved["token"], str(path)
-    else:
-        token, token_source = None, "nowhere"
+    token, token_source = pick("SECUREKEY_TOKEN", "token")
     ca_bundle = env.get("SECUREKEY_CA_BUNDLE") or None
     return Credentials(url.rstrip("/"), token, url_source, token_source, ca_bundle)

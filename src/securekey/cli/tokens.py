@@ -7,15 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from securekey.cli.context import JsonOption, seg, use
+from securekey.cli.context import JsonOption, add_commands, app_option, listed, seg, use
 from securekey.cli.errors import CliError
-from securekey.cli.render import Column, when
+from securekey.cli.render import Column, Renderer, when
 
-__all__ = ["register"]
+__all__ = ["DescriptionOption", "register", "show_new_token"]
 
-MaybeApp = Annotated[
+MaybeApp = Annotated[str | None, app_option("App whose tokens these are.", complete=False)]
+DescriptionOption = Annotated[
     str | None,
-    typer.Option("--app", "-a", metavar="APP", help="App whose tokens these are."),
+    typer.Option("--description", "-d", metavar="TEXT", help="What the token is for."),
 ]
 OperatorFlag = Annotated[
     bool,
@@ -54,11 +55,8 @@ def tokens_list(
     """
     cli = use(ctx)
     tokens: list[dict[str, Any]] = cli.api().get(_scope(app, operator))
-    if json:
-        cli.out.json(tokens)
-        return
-    if not tokens:
-        cli.out.tell(f"No tokens for {app}. Create one with `securekey tokens:create -a {app}`.")
+    empty = f"No tokens for {app}. Create one with `securekey tokens:create -a {app}`."
+    if listed(cli, tokens, json=json, empty=empty):
         return
 
     def day(value: object) -> str:
@@ -88,10 +86,7 @@ def tokens_create(
     ctx: typer.Context,
     app: MaybeApp = None,
     operator: OperatorFlag = False,
-    description: Annotated[
-        str | None,
-        typer.Option("--description", "-d", metavar="TEXT", help="What the token is for."),
-    ] = None,
+    description: DescriptionOption = None,
     json: JsonOption = False,
 ) -> None:
     """Create an app-scoped token, or with --operator an operator token.
@@ -123,16 +118,26 @@ def tokens_create(
     if json:
         out.json(made)
         return
-    out.raw(str(made["token"]))
-    if operator:
+    show_new_token(out, str(made["token"]), str(made["id"]), None if operator else app)
+
+
+def show_new_token(
+    out: Renderer, raw: str, token_id: str, app: str | None, *, lead: str = "This"
+) -> None:
+    """A new token alone on stdout; on stderr that it is shown once and how to revoke it.
+
+    ``app`` None is an operator token; ``lead`` starts the sentence (``This is the only …``).
+    """
+    out.raw(raw)
+    if app is None:
         out.tell(
-            "This is the only time it is shown. Revoke it with "
-            f"`securekey tokens:revoke {made['id']} --operator`."
+            f"{lead} is the only time it is shown. Revoke it with "
+            f"`securekey tokens:revoke {token_id} --operator`."
         )
         return
     out.tell(
-        "This is the only time it is shown. Give it to the service as SECUREKEY_TOKEN; "
-        f"revoke it with `securekey tokens:revoke {made['id']} -a {app}`."
+        f"{lead} is the only time it is shown. Give it to the service as SECUREKEY_TOKEN; "
+        f"revoke it with `securekey tokens:revoke {token_id} -a {app}`."
     )
 
 
@@ -169,6 +174,11 @@ def tokens_revoke(
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to ``app``."""
-    app.command("tokens")(tokens_list)
-    app.command("tokens:create")(tokens_create)
-    app.command("tokens:revoke")(tokens_revoke)
+    add_commands(
+        app,
+        [
+            ("tokens", tokens_list),
+            ("tokens:create", tokens_create),
+            ("tokens:revoke", tokens_revoke),
+        ],
+    )

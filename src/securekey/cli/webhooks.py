@@ -6,10 +6,12 @@ from typing import Annotated, Any
 
 import typer
 
-from securekey.cli.context import AppOption, JsonOption, seg, use
+from securekey.cli.context import AppOption, JsonOption, add_commands, listed, seg, use
 from securekey.cli.render import Column
 
 __all__ = ["register"]
+
+WebhookArg = Annotated[str, typer.Argument(metavar="ID", help="Webhook id (from `webhooks`).")]
 
 
 def webhooks_list(ctx: typer.Context, app: AppOption, json: JsonOption = False) -> None:
@@ -25,11 +27,8 @@ def webhooks_list(ctx: typer.Context, app: AppOption, json: JsonOption = False) 
     """
     cli = use(ctx)
     hooks: list[dict[str, Any]] = cli.api().get(f"/apps/{seg(app)}/webhooks")
-    if json:
-        cli.out.json(hooks)
-        return
-    if not hooks:
-        cli.out.tell(f"{app} has no webhooks. Add one with `securekey webhooks:add -a {app}`.")
+    empty = f"{app} has no webhooks. Add one with `securekey webhooks:add -a {app}`."
+    if listed(cli, hooks, json=json, empty=empty):
         return
     cli.out.header(f"{app} Webhooks")
     cli.out.table(
@@ -94,10 +93,7 @@ def webhooks_add(
 
 
 def webhooks_remove(
-    ctx: typer.Context,
-    webhook: Annotated[str, typer.Argument(metavar="ID", help="Webhook id (from `webhooks`).")],
-    app: AppOption,
-    json: JsonOption = False,
+    ctx: typer.Context, webhook: WebhookArg, app: AppOption, json: JsonOption = False
 ) -> None:
     """Remove a webhook and its pending deliveries.
 
@@ -115,6 +111,11 @@ def webhooks_remove(
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to ``app``."""
-    app.command("webhooks")(webhooks_list)
-    app.command("webhooks:add")(webhooks_add)
-    app.command("webhooks:remove")(webhooks_remove)
+    add_commands(
+        app,
+        [
+            ("webhooks", webhooks_list),
+            ("webhooks:add", webhooks_add),
+            ("webhooks:remove", webhooks_remove),
+        ],
+    )
