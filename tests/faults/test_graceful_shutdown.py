@@ -20,6 +20,7 @@ from tests.e2e._sse import SseStream
 from tests.faults.invariants import check
 from tests.servers import running_server
 from tests.soak import scaled
+from tests.support import new_app_token, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +45,7 @@ def test_sigterm_drains_requests_ends_streams_and_exits_0_within_the_grace(
         data, master_key=master, extra_args=["--graceful-timeout", str(GRACE)]
     ) as server:
         http = server.client()
-        token = http.post("/apps/app-0/tokens", json={}).json()["token"]
+        token = new_app_token(http, "app-0")
         stream = SseStream(server.url, "/apps/app-0/config-vars/stream", token, read_timeout=15)
         stream.next_event()
         port = int(server.url.rsplit(":", 1)[1])
@@ -58,7 +59,8 @@ def test_sigterm_drains_requests_ends_streams_and_exits_0_within_the_grace(
             time.sleep(0.3)
             server.process.send_signal(signal.SIGTERM)
             termed = time.monotonic()
-            time.sleep(0.5)
+            # The rest of the body arrives once the server is stopping, not before.
+            wait_until(lambda: "stopping: finishing" in server.log(), 15, "the server to stop")
             raw.sendall(body[5:])
             answer = raw.recv(65536).decode(errors="replace")
         events = []
