@@ -632,8 +632,18 @@ def test_no_failed_request_with_both_services_restarting_under_securekey_run(
             with Load(two.url, tolerate_restarts=True) as load:
                 load.wait_for_traffic()
                 rotator.run(RESTART_SECONDS)
-                # The last restarts finish under load: both serve the newest pair, then more.
+                # The last restarts finish under load: both serve the newest pair, then more,
+                # and every process replaced has stopped and printed its counts.
                 await_latest([one, two], rotator.latest, load, timeout=60)
+                wait_until(
+                    lambda: all(
+                        _exit_stats(p)[0] >= p.log().count("restarting (stopping pid")
+                        for p in (one, two)
+                    ),
+                    30,
+                    "every replaced process to stop and print its counts",
+                    interval=0.2,
+                )
             stats_one, stats_two = one.stats(), two.stats()
     restarts = [p.log().count("restarting (stopping pid") for p in (one, two)]
     processes, served, refreshes = _exit_stats(one)

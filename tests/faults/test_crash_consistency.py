@@ -144,9 +144,10 @@ def _worker(server: Server, apps: list[str], stable: dict[str, str], ledger: Led
                 elif op == "attach":
                     other = rng.choice([a for a in apps if a != app])
                     subject = stable[app]
+                    alias = f"A{secrets.token_hex(3).upper()}"  # attachment names are upper case
                     got = http.post(
                         "/addon-attachments",
-                        json={"addon": subject, "app": other, "name": f"A{secrets.token_hex(3)}"},
+                        json={"addon": subject, "app": other, "name": alias},
                     )
                     if got.status_code == 201:
                         ident = got.json()["id"]
@@ -258,6 +259,7 @@ def test_acknowledged_changes_survive_sigkill_at_random_moments(
     assert problems == []
     assert found.problems == []
     # The audit-log branch really ran: keys were handed out, and some were retired since.
+    assert ledger.attached, "no attach was acknowledged: the attach/detach path went untested"
     assert keys.checked > 0, keys
     assert keys.retired > 0, keys
 
