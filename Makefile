@@ -45,7 +45,7 @@ check: test
 
 ## The fault tests at full size (issue 11): long outages, thousands of rotations, many kills.
 soak: $(STAMP)
-	SECUREKEY_SOAK=1 $(BIN)/pytest tests/faults tests/e2e/test_consumers_outage.py tests/client/test_run_restarts.py -p no:cacheprovider -s $(PYTEST_ARGS)
+	SECUREKEY_SOAK=1 $(BIN)/pytest tests/faults tests/e2e/test_consumers_outage.py tests/e2e/test_two_services.py tests/client/test_run_restarts.py -p no:cacheprovider -s $(PYTEST_ARGS)
 
 ## Every benchmark (bench/*.py) with its anchors, then docs/benchmarks.md and docs/img/bench-*.png
 ## from that run (~15 minutes on 2 cores; needs wrk). `make bench BENCH_ARGS=--smoke`: seconds.

@@ -7,7 +7,6 @@ import secrets
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.pg import free_port
+from tests.support import wait_ready
 
 
 @dataclass
@@ -110,19 +110,7 @@ def running_server(
     server = Server(f"{scheme}://127.0.0.1:{port}", token, data_dir, proc, log_path, ca)
     verify = ssl.create_default_context(cafile=ca) if ca else True
     try:
-        # Generous: on a loaded machine importing the server stack alone can take 30 s.
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{server.log()}")
-            try:
-                if httpx.get(f"{server.url}/readyz", timeout=5, verify=verify).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not become ready:\n{server.log()}")
-            time.sleep(0.05)
+        wait_ready(server.url, proc, server.log, verify=verify)
         yield server
     finally:
         proc.terminate()

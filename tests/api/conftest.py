@@ -27,6 +27,7 @@ from securekey.config import Settings
 from securekey.runtime import Runtime, open_runtime
 from securekey.services.tokens import TokenService
 from securekey.store import tables
+from tests.support import Seed, new_app_token, seed_apps
 
 HEROKU_ACCEPT = "application/vnd.heroku+json; version=3"
 #: Sentinel for "send no Authorization header at all".
@@ -66,10 +67,7 @@ class Api:
 
     def app_token(self, app: str) -> str:
         """A fresh app-scoped token for ``app``."""
-        answer = self.client.post(f"/apps/{app}/tokens", json={"description": "test"})
-        assert answer.status_code == 201, answer.text
-        token: str = answer.json()["token"]
-        return token
+        return new_app_token(self.client, app)
 
     def head_only(
         self, path: str, token: str | None = None, headers: dict[str, str | bytes] | None = None
@@ -223,16 +221,6 @@ def shared_api(tmp_path_factory: pytest.TempPathFactory, template_dir: Path) -> 
         yield found
 
 
-@dataclass(frozen=True)
-class Seed:
-    """The walkthrough's state: two apps, one add-on attached to both."""
-
-    one: dict[str, Any]
-    two: dict[str, Any]
-    addon: dict[str, Any]
-    attachment: dict[str, Any]
-
-
 class HasClient(Protocol):
     """Anything with an HTTP client: ``Api``, or a wrapper around a real server's client."""
 
@@ -242,25 +230,7 @@ class HasClient(Protocol):
 
 def make_seed(api: HasClient) -> Seed:
     """service-1 bills an add-on (SECURE_KEY); service-2 attaches it as SERVICE_ONE_SECURE."""
-    http = api.client
-    one = http.post("/apps", json={"name": "service-1"})
-    two = http.post("/apps", json={"name": "service-2"})
-    assert one.status_code == two.status_code == 201
-    addon = http.post(
-        "/apps/service-1/addons",
-        json={"attachment": {}, "config": {}, "plan": {"name": "securekey:fortnightly"}},
-    )
-    assert addon.status_code == 201, addon.text
-    attached = http.post(
-        "/addon-attachments",
-        json={
-            "addon": {"name": addon.json()["name"]},
-            "app": {"name": "service-2"},
-            "name": "SERVICE_ONE_SECURE",
-        },
-    )
-    assert attached.status_code == 201, attached.text
-    return Seed(one.json(), two.json(), addon.json(), attached.json())
+    return seed_apps(api.client)
 
 
 @pytest.fixture

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from securekey.services.webhooks import WebhookService
 from tests.api.conftest import Api, Seed, dump_state, make_seed, running_api
 from tests.pg import free_port
+from tests.support import wait_until
 
 
 def _hook_body(port: int) -> dict[str, object]:
@@ -163,16 +164,16 @@ def test_issue8_point11_private_targets_are_refused_again_at_delivery(strict_api
             "service-2", f"http://localhost:{port}/hook", ["api:release"]
         )
         assert strict_api.client.patch("/apps/service-2/config-vars", json={"WAKE": "1"}).is_success
-        deadline = time.monotonic() + 15
-        last: dict[str, object] | None = None
-        while time.monotonic() < deadline:
+
+        def settled() -> dict[str, Any] | None:
             deliveries = strict_api.client.get("/apps/service-2/webhook-deliveries").json()
-            last = deliveries[0]["last_attempt"] if deliveries else None
+            last: dict[str, Any] | None = deliveries[0]["last_attempt"] if deliveries else None
             # Settled: an attempt in flight is listed before its outcome is recorded.
             if last is not None and (last["error_class"] is not None or last["code"] is not None):
-                break
-            time.sleep(0.05)
-        assert last is not None, "the delivery was never attempted"
+                return last
+            return None
+
+        last = wait_until(settled, 15, "the delivery attempt's outcome", interval=0.05)
         assert last["error_class"] == "TargetRefused"
         assert last["code"] is None
         with pytest.raises(BlockingIOError):

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -14,6 +14,7 @@ import uvicorn
 
 from securekey.client import FakeSecureKeyServer
 from securekey.client._middleware import ASGIApp
+from tests.support import wait_until as wait_until  # re-exported: the SDK tests import it here
 
 
 @dataclass
@@ -52,14 +53,6 @@ def serve(app: ASGIApp, port: int = 0) -> Served:
         time.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]
     return Served(f"http://127.0.0.1:{bound}", bound, server, thread)
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
-    """Bounded polling, for what cannot be awaited (other processes, files, sockets)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e._sse import SseStream
 from tests.servers import Server, running_server
+from tests.support import new_app, new_app_token, wait_until
 
 BAD = "sko_" + "0" * 43
 
@@ -29,11 +30,8 @@ def _bad_tries(server: Server, count: int, forwarded: list[str] | None = None) -
 
 
 def _app_with_token(http: httpx.Client, name: str) -> str:
-    assert http.post("/apps", json={"name": name}).status_code == 201
-    made = http.post(f"/apps/{name}/tokens", json={})
-    assert made.status_code == 201, made.text
-    token: str = made.json()["token"]
-    return token
+    """A new app ``name`` and an app token for it."""
+    return new_app_token(http, new_app(http, name))
 
 
 def test_point3_forwarded_for_cannot_dodge_the_limiter(tmp_path: Path) -> None:
@@ -118,15 +116,18 @@ def test_point10_streams_are_capped_per_token_and_in_total(tmp_path: Path) -> No
                 assert full.status_code == 429
                 assert "limit" in full.json()["message"]
             opened.pop(0).close()
-            deadline = time.monotonic() + 10
-            while True:  # the server notices the closed socket and frees the slot
+
+            def reopened() -> SseStream | None:
                 again = SseStream(server.url, path.format("cap-one"), one)
                 if again.response.status_code == 200:
-                    opened.append(again)
-                    break
+                    return again
                 again.close()
-                assert time.monotonic() < deadline, "a closed stream's slot was never freed"
-                time.sleep(0.1)
+                return None
+
+            # The server notices the closed socket and frees the slot.
+            opened.append(
+                wait_until(reopened, 10, "a closed stream's slot to be freed", interval=0.1)
+            )
             assert http.get("/apps").status_code == 200  # other requests are not capped
         finally:
             for stream in opened:

@@ -26,10 +26,19 @@ import pytest
 
 from tests import pg
 from tests.conftest import new_pg_database
-from tests.e2e.test_two_services import APPLY_DELAY_MAX, Load, Proc, _env, _uvicorn, started
+from tests.e2e.test_two_services import (
+    APPLY_DELAY_MAX,
+    Load,
+    Proc,
+    _env,
+    _uvicorn,
+    await_latest,
+    started,
+)
 from tests.pg import free_port
 from tests.servers import Server, running_server
 from tests.soak import scaled
+from tests.support import new_app_token, seed_apps, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -42,19 +51,8 @@ ROTATIONS_EACH_SIDE = scaled(4, 20)
 def _seed(server: Server) -> tuple[str, str, str]:
     """service-1 with an add-on attached to service-2; an app token for each."""
     with server.client() as http:
-        for name in ("service-1", "service-2"):
-            assert http.post("/apps", json={"name": name}).status_code == 201
-        created = http.post("/apps/service-1/addons", json={"plan": "securekey:fortnightly"})
-        assert created.status_code == 201, created.text
-        addon = created.json()["name"]
-        attached = http.post(
-            "/addon-attachments",
-            json={"addon": addon, "app": "service-2", "name": "SERVICE_ONE_SECURE"},
-        )
-        assert attached.status_code == 201, attached.text
-        tokens = [http.post(f"/apps/{app}/tokens", json={}) for app in ("service-1", "service-2")]
-        assert all(t.status_code == 201 for t in tokens), [t.text for t in tokens]
-        return addon, tokens[0].json()["token"], tokens[1].json()["token"]
+        addon: str = seed_apps(http).addon["name"]
+        return addon, new_app_token(http, "service-1"), new_app_token(http, "service-2")
 
 
 def _rotate(server: Server, addon: str, times: int) -> str:
@@ -94,16 +92,6 @@ def _services(
         yield procs
 
 
-def _await_latest(procs: list[Proc], latest: str) -> None:
-    """Wait (bounded) until every service holds ``latest``, then for in-flight calls to settle."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if [p.stats()["ring"]["latest"] for p in procs] == [latest] * len(procs):
-            break
-        time.sleep(0.2)
-    time.sleep(2 * APPLY_DELAY_MAX + 0.5)
-
-
 @pytest.mark.parametrize("mode", ["bearer", "signed"])
 def test_the_services_keep_working_while_the_server_is_killed(
     mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -135,7 +123,7 @@ def test_the_services_keep_working_while_the_server_is_killed(
                 first = again
                 latest = _rotate(server, addon, ROTATIONS_EACH_SIDE)
                 # Both services pick the newest pair up (stream reconnect or polling).
-                _await_latest([one, two], latest)
+                await_latest([one, two], latest, load)
             stats_one, stats_two = one.stats(), two.stats()
     finally:
         first.__exit__(None, None, None)
@@ -175,7 +163,7 @@ def test_the_services_keep_working_while_the_database_is_stopped(
             _services(server, "bearer", (token_one, token_two), tmp_path) as (one, two),
         ):
             with Load(two.url, tolerate_restarts=False) as load:
-                _await_latest([one, two], _rotate(server, addon, ROTATIONS_EACH_SIDE))
+                await_latest([one, two], _rotate(server, addon, ROTATIONS_EACH_SIDE), load)
                 held = [p.stats()["ring"] for p in (one, two)]
                 known = reader.get("/apps/service-2/config-vars")
                 assert known.status_code == 200, known.text
@@ -199,12 +187,14 @@ def test_the_services_keep_working_while_the_database_is_stopped(
                 during = [p.stats()["ring"] for p in (one, two)]
                 served_during = load.counts["requests"] - before
                 own_pg.resume()
-                deadline = time.monotonic() + 60
-                while httpx.get(f"{server.url}/readyz", timeout=15).status_code != 200:
-                    assert time.monotonic() < deadline, "the server never became ready again"
-                    time.sleep(0.2)
+                wait_until(
+                    lambda: httpx.get(f"{server.url}/readyz", timeout=15).status_code == 200,
+                    60,
+                    "the server to be ready again",
+                    interval=0.2,
+                )
                 latest = _rotate(server, addon, ROTATIONS_EACH_SIDE)
-                _await_latest([one, two], latest)
+                await_latest([one, two], latest, load)
             stats_one, stats_two = one.stats(), two.stats()
         server_log = server.log()
     c = load.counts

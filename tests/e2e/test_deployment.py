@@ -27,6 +27,7 @@ from securekey.crypto import MasterKey
 from securekey.store import make_engine
 from tests import pg
 from tests.conftest import drop_pg_database
+from tests.support import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLICAS = ("securekey-1", "securekey-2")
@@ -178,18 +179,7 @@ def test_the_image_entrypoint_serves_on_postgres(
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 90
-        ready = None
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        assert ready is not None, log.read_text()
+        ready = wait_ready(f"http://127.0.0.1:{port}", proc, log.read_text, 90)
         assert ready.json() == {"status": "ok", "database": "ok"}
         apps = httpx.get(
             f"http://127.0.0.1:{port}/apps",

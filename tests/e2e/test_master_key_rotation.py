@@ -6,7 +6,6 @@ re-encrypts everything in small batches; the first run is cut short, the second 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from tests.conftest import drop_pg_database, new_pg_database
 from tests.e2e._ops import add_webhook, cli, pairs, populate
 from tests.e2e.test_startup import assert_one_clear_line, start_failing
 from tests.servers import running_server
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -82,13 +82,15 @@ def test_master_key_rotation_online_resumable_and_old_key_retired(tmp_path: Path
         assert {k: v for k, v in pairs(http).items() if not k.startswith("service-3")} == steady
         assert http.get("/apps/service-1/config-vars").json()["DATABASE_PASSWORD"] == "hunter2"
         # The scheduler kept rotating service-3's add-on throughout (5 s period).
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            now = http.get(f"/addons/{made.addons[2]}").json()["securekey"]["key_version"]
-            if now > version_before:
-                break
-            time.sleep(0.5)
-        assert now > version_before
+        wait_until(
+            lambda: (
+                http.get(f"/addons/{made.addons[2]}").json()["securekey"]["key_version"]
+                > version_before
+            ),
+            30,
+            "a scheduled rotation of service-3's add-on",
+            interval=0.5,
+        )
         hooks = http.get("/apps/service-1/webhooks")
         assert hooks.status_code == 200
         assert len(hooks.json()) == 1

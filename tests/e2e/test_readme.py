@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from tests.pg import free_port
+from tests.support import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -150,16 +151,7 @@ def make_run(tmp_path: Path, shell_env: dict[str, str]) -> Iterator[tuple[str, s
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_ready(f"http://127.0.0.1:{port}", proc, log.read_text)
         yield port, log.read_text(), log
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

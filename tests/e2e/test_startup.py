@@ -11,7 +11,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from securekey.runtime import open_runtime
 from tests import pg
 from tests.conftest import drop_pg_database, new_pg_database
 from tests.servers import running_server
+from tests.support import wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -102,16 +102,8 @@ class _server_on_new_dir:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    return url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server did not start:\n{self.log.read_text()}")
+        wait_ready(url, self.proc, self.log.read_text, 60)
+        return url
 
     def __exit__(self, *exc: object) -> None:
         self.proc.terminate()

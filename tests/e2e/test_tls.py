@@ -12,7 +12,6 @@ import ipaddress
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from securekey.client import KeyRing, WatchedKeyRing
 from securekey.client._errors import ServerUnavailableError
 from tests.e2e.test_heroku_cli import Heroku, _cli, has_line
 from tests.servers import Server, running_server
+from tests.support import new_addon, new_app, new_app_token, rotate, wait_until
 
 
 @dataclass(frozen=True)
@@ -197,26 +197,18 @@ def test_issue11_point9_the_sdk_verifies_the_server_with_a_ca_bundle(
     """KeyRing.from_server and WatchedKeyRing trust the CA given; a live rotation arrives
     over the TLS stream; without the CA the SDK refuses the server."""
     with server.client() as http:
-        assert http.post("/apps", json={"name": "tls-sdk"}).status_code == 201
-        addon = http.post("/apps/tls-sdk/addons", json={"plan": "securekey:fortnightly"})
-        assert addon.status_code == 201, addon.text
-        token = http.post("/apps/tls-sdk/tokens", json={"description": "tls"}).json()["token"]
+        addon = new_addon(http, new_app(http, "tls-sdk"))
+        token = new_app_token(http, "tls-sdk", "tls")
         first = http.get("/apps/tls-sdk/config-vars").json()["SECURE_KEY"]
 
         with KeyRing.from_server(server.url, "tls-sdk", token, ca_bundle=pki.ca) as ring:
             assert ring.present() == first.split(",")[0]
         with WatchedKeyRing.connect(server.url, "tls-sdk", token, ca_bundle=pki.ca) as watched:
             assert watched.present() == first.split(",")[0]
-            deadline = time.monotonic() + 15
-            while not watched.watcher.streaming:
-                assert time.monotonic() < deadline, "the TLS stream never opened"
-                time.sleep(0.05)
-            rotated = http.post(f"/addons/{addon.json()['name']}/actions/rotate", json={})
-            assert rotated.status_code == 200
+            wait_until(lambda: watched.watcher.streaming, 15, "the TLS stream to open")
+            rotate(http, addon)
             new = http.get("/apps/tls-sdk/config-vars").json()["SECURE_KEY"].split(",")[0]
-            while watched.present() != new:
-                assert time.monotonic() < deadline, "the rotation never arrived over TLS"
-                time.sleep(0.05)
+            wait_until(lambda: watched.present() == new, 15, "the rotation to arrive over TLS")
 
     with pytest.raises(ServerUnavailableError, match="not trusted"):
         KeyRing.from_server(server.url, "tls-sdk", token, ca_bundle=pki.other_ca)

@@ -12,7 +12,8 @@ leaked before the first rotation, adopting any key handed to it: it must be refu
 key is two rotations old, in bearer and signed mode, and with ``handover="key"`` once the
 handover window has passed.
 
-``SECUREKEY_TWO_SERVICES_SECONDS`` (default 30) sets how long each guarded run rotates.
+``SECUREKEY_TWO_SERVICES_SECONDS`` (default 10, 30 under ``make soak``) sets how long each
+guarded run rotates.
 """
 
 from __future__ import annotations
@@ -47,12 +48,15 @@ from securekey.client import (
 )
 from tests.pg import free_port
 from tests.servers import Server, running_server
+from tests.soak import scaled
+from tests.support import new_app_token, seed_apps, wait_ready, wait_until
 
 pytestmark = pytest.mark.slow
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_services"
-#: How long each guarded run rotates, in seconds.
-SECONDS = float(os.environ.get("SECUREKEY_TWO_SERVICES_SECONDS", "30"))
+#: How long each guarded run rotates, in seconds: 20 rotations in CI already meet the race in
+#: both directions many times; ``make soak`` runs the 30 s (60 rotations) version.
+SECONDS = float(os.environ.get("SECUREKEY_TWO_SERVICES_SECONDS", scaled(10, 30)))
 #: The naive baseline only has to show failures; it needs a few rotations, not all of them.
 NAIVE_SECONDS = min(SECONDS, 6.0)
 ROTATE_EVERY = 0.5
@@ -85,23 +89,9 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
         running_server(tmp_path_factory.mktemp("two-services") / "data") as server,
         server.client() as http,
     ):
-        for name in ("service-1", "service-2"):
-            assert http.post("/apps", json={"name": name}).status_code == 201
-        created = http.post("/apps/service-1/addons", json={"plan": "securekey:fortnightly"})
-        assert created.status_code == 201, created.text
-        addon = created.json()["name"]
-        attached = http.post(
-            "/addon-attachments",
-            json={
-                "addon": {"name": addon},
-                "app": {"name": "service-2"},
-                "name": "SERVICE_ONE_SECURE",
-            },
-        )
-        assert attached.status_code == 201, attached.text
-        tokens = [http.post(f"/apps/{app}/tokens", json={}) for app in ("service-1", "service-2")]
-        assert all(t.status_code == 201 for t in tokens), [t.text for t in tokens]
-        yield Seed(server, addon, tokens[0].json()["token"], tokens[1].json()["token"])
+        addon = seed_apps(http).addon["name"]
+        tokens = [new_app_token(http, app) for app in ("service-1", "service-2")]
+        yield Seed(server, addon, *tokens)
 
 
 def _env(**settings: str) -> dict[str, str]:
@@ -140,16 +130,7 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not become ready:\n{self.log()}")
-            time.sleep(0.05)
+        wait_ready(self.url, self.process, self.log, timeout, path="/healthz")
 
     def stats(self) -> dict[str, Any]:
         answer = httpx.get(f"{self.url}/stats", timeout=10)
@@ -264,6 +245,16 @@ class Load:
                         else:
                             self.counts[name] += value
 
+    def wait_for_traffic(self, batches: int = DRIVERS) -> None:
+        """Wait (bounded) until ``batches`` more batches have been answered from now on."""
+        sent = self.counts["requests"]
+        wait_until(
+            lambda: self.counts["requests"] >= sent + batches * BATCH,
+            30,
+            f"{batches} batches of calls between the services",
+            interval=0.05,
+        )
+
     def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
@@ -274,6 +265,24 @@ class Load:
         for thread in self._threads:
             thread.join(90)
         assert not any(t.is_alive() for t in self._threads), "a load driver did not stop"
+
+
+def await_latest(procs: list[Proc], latest: str, load: Load, timeout: float = 30.0) -> None:
+    """Wait (bounded) until every service holds ``latest``, then for more calls under load."""
+
+    def hold_latest() -> bool:
+        # A service restarting under `securekey run` may drop a connection: ask again.
+        with contextlib.suppress(httpx.HTTPError):
+            return [p.stats()["ring"]["latest"] for p in procs] == [latest] * len(procs)
+        return False
+
+    wait_until(
+        hold_latest,
+        timeout,
+        f"every service to hold LATEST {latest}",
+        interval=0.1,
+    )
+    load.wait_for_traffic()
 
 
 def _leak(seed: Seed) -> Key:
@@ -395,9 +404,9 @@ def _guarded_run(
         ):
             if mode != "naive":
                 attacking.enter_context(attacker)
-            time.sleep(0.5)  # traffic before the first rotation too
+            load.wait_for_traffic()  # traffic before the first rotation too
             rotator.run(seconds)
-            time.sleep(2 * APPLY_DELAY_MAX + 0.5)  # and after the last, until both have it
+            await_latest([one, two], rotator.latest, load)  # and after the last
         last = attacker.call().status_code if mode != "naive" else None
         stats_one, stats_two = one.stats(), two.stats()
     line = _report(mode, rotator, load, stats_one, stats_two, capsys)
@@ -426,7 +435,7 @@ def _guarded_run(
 def test_no_failed_request_while_rotating_every_half_second(
     seed: Seed, mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Rotate every 0.5 s for 30 s while service-2 calls service-1 non-stop: 0 failures.
+    """Rotate every 0.5 s for SECONDS while service-2 calls service-1 non-stop: 0 failures.
 
     Each service follows its app's config-var stream and applies every pushed rotation after
     its own random delay (0..0.3 s), so for part of each 0.5 s they disagree about LATEST in
@@ -486,10 +495,11 @@ def test_key_handover_opt_in_refuses_a_key_leaked_two_rotations_ago(
 
         def rotate_and_wait() -> None:
             rotator.run(0.01)  # one rotation, now
-            deadline = time.monotonic() + 20
-            while one.stats()["ring"]["latest"] != rotator.latest:
-                assert time.monotonic() < deadline, "service-1 did not follow the rotation"
-                time.sleep(0.02)
+            wait_until(
+                lambda: one.stats()["ring"]["latest"] == rotator.latest,
+                20,
+                "service-1 to follow the rotation",
+            )
 
         attacker = Attacker(url, _leak(seed), signed=False)
         rotate_and_wait()
@@ -620,9 +630,20 @@ def test_no_failed_request_with_both_services_restarting_under_securekey_run(
             logs=tmp_path,
         ) as (one, two):
             with Load(two.url, tolerate_restarts=True) as load:
-                time.sleep(0.5)
+                load.wait_for_traffic()
                 rotator.run(RESTART_SECONDS)
-                time.sleep(RESTART_SPLAY + 2.5)  # the last restarts finish under load
+                # The last restarts finish under load: both serve the newest pair, then more,
+                # and every process replaced has stopped and printed its counts.
+                await_latest([one, two], rotator.latest, load, timeout=60)
+                wait_until(
+                    lambda: all(
+                        _exit_stats(p)[0] >= p.log().count("restarting (stopping pid")
+                        for p in (one, two)
+                    ),
+                    30,
+                    "every replaced process to stop and print its counts",
+                    interval=0.2,
+                )
             stats_one, stats_two = one.stats(), two.stats()
     restarts = [p.log().count("restarting (stopping pid") for p in (one, two)]
     processes, served, refreshes = _exit_stats(one)
@@ -674,9 +695,7 @@ def test_refresh_hints_share_one_waiting_thread() -> None:
         ring.refresh_soon()
     waiting = [t for t in threading.enumerate() if t.name == "securekey-refresh"]
     gate.set()
-    deadline = time.monotonic() + 5
-    while ring.current != newer and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: ring.current == newer, 5, "the waiting refresh to apply the newer pair")
     assert len(waiting) <= 2  # the running refresh, and the one waiting to start
     assert ring.current == newer
     assert ring.refreshes == 2

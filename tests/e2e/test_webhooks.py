@@ -15,7 +15,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,9 +24,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import support
 from tests.e2e.conftest import WEBHOOK_BACKOFF
 from tests.pg import free_port
 from tests.servers import Server, running_server
+from tests.support import app_with_addon, wait_until
 
 
 @dataclass(frozen=True)
@@ -117,11 +119,7 @@ def http(server: Server) -> Iterator[httpx.Client]:
 
 def new_app(http: httpx.Client) -> tuple[str, str]:
     """A fresh app with an add-on: (app, add-on)."""
-    name = f"hook-{secrets.token_hex(4)}"
-    assert http.post("/apps", json={"name": name}).status_code == 201
-    created = http.post(f"/apps/{name}/addons", json={"plan": "securekey:fortnightly"})
-    assert created.status_code == 201, created.text
-    return name, created.json()["name"]
+    return app_with_addon(http, "hook")
 
 
 def subscribe(http: httpx.Client, app: str, url: str, secret: str) -> dict[str, Any]:
@@ -137,27 +135,14 @@ def subscribe(http: httpx.Client, app: str, url: str, secret: str) -> dict[str, 
 
 def rotate(http: httpx.Client, app: str, addon: str) -> int:
     """Rotate; the app's new release."""
-    answer = http.post(f"/addons/{addon}/actions/rotate", json={})
-    assert answer.status_code == 200, answer.text
-    (release,) = [r["version"] for r in answer.json()["releases"] if r["app"]["name"] == app]
+    answer = support.rotate(http, addon)
+    (release,) = [r["version"] for r in answer["releases"] if r["app"]["name"] == app]
     return int(release)
 
 
 def deliveries(http: httpx.Client, app: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = http.get(f"/apps/{app}/webhook-deliveries").json()
     return found
-
-
-def wait_until(
-    check: Callable[[], Any], what: str, timeout: float = 10.0
-) -> Any:  # the server is another process: bounded polling is the only way to watch it
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -191,7 +176,7 @@ def test_a_rotation_delivers_a_signed_heroku_release_event(
     assert meta["webhook"]["id"] == hook["id"]
     assert meta["event"] == {"id": event["id"], "include": "api:release"}
     listed = wait_until(
-        lambda: [d for d in deliveries(http, app) if d["status"] == "succeeded"], "success"
+        lambda: [d for d in deliveries(http, app) if d["status"] == "succeeded"], 10, "success"
     )
     assert [d["id"] for d in listed] == [meta["delivery"]["id"]]
     assert listed[0]["num_attempts"] == 1
@@ -216,7 +201,7 @@ def test_a_failed_delivery_is_retried_and_then_succeeds(
     for got in (first, second):
         assert got.headers["Heroku-Webhook-Hmac-SHA256"] == signature(secret, got.body)
     (done,) = wait_until(
-        lambda: [d for d in deliveries(http, app) if d["status"] == "succeeded"], "success"
+        lambda: [d for d in deliveries(http, app) if d["status"] == "succeeded"], 10, "success"
     )
     assert done["num_attempts"] == 2
     assert done["next_attempt_at"] is None
@@ -230,7 +215,7 @@ def test_an_unreachable_receiver_leaves_the_delivery_retrying(http: httpx.Client
     subscribe(http, app, f"http://127.0.0.1:{free_port()}/down", "s3cret")
     rotate(http, app, addon)
     (pending,) = wait_until(
-        lambda: [d for d in deliveries(http, app) if d["status"] == "retrying"], "a retry"
+        lambda: [d for d in deliveries(http, app) if d["status"] == "retrying"], 10, "a retry"
     )
     assert pending["num_attempts"] >= 1
     assert pending["next_attempt_at"] is not None
@@ -262,6 +247,7 @@ def test_deleting_a_webhook_stops_its_deliveries(http: httpx.Client, receiver: R
     assert len(receiver.on("/gone")) <= seen + 1
     settled = wait_until(
         lambda: (found := deliveries(http, app)) and all(d["status"] == "succeeded" for d in found),
+        10,
         "the later webhook's deliveries to settle",
     )
     assert settled
@@ -411,7 +397,7 @@ def test_issue8_point6_a_slow_receiver_does_not_hold_up_other_deliveries(
             for app, addon in slow_apps:
                 rotate(http, app, addon)
             rotate(http, *slow_apps[0])  # a second event for one slow receiver: it waits its turn
-            wait_until(lambda: slow.open_now == 3, "three slow receivers connected")
+            wait_until(lambda: slow.open_now == 3, 10, "three slow receivers connected")
             released = time.monotonic()
             assert http.patch(f"/apps/{fast_app}/config-vars", json={"GO": "1"}).is_success
             (got,) = receiver.wait_for(f"/fast-{fast_app}", 1, timeout=deadline)
@@ -421,7 +407,7 @@ def test_issue8_point6_a_slow_receiver_does_not_hold_up_other_deliveries(
             assert got.at < min(slow.opened) + deadline
 
             # Each slow attempt ends at the deadline in total, though no read ever waited long.
-            wait_until(lambda: len(slow.closed) >= 3, "the slow attempts to end", deadline * 3)
+            wait_until(lambda: len(slow.closed) >= 3, deadline * 3, "the slow attempts to end")
             durations = slow.durations[:3]
             print(f"slow attempts lasted {[round(d, 1) for d in durations]} s")
             # The deadline also covers connecting, which a loaded machine can make slow.
@@ -434,6 +420,7 @@ def test_issue8_point6_a_slow_receiver_does_not_hold_up_other_deliveries(
                     for d in deliveries(http, app)
                     if d["last_attempt"] and d["last_attempt"]["error_class"] == "Timeout"
                 ],
+                10,
                 "the slow deliveries recorded as timed out",
             )
             assert len(timed_out) >= 3

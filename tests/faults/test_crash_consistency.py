@@ -6,7 +6,9 @@ as a consumer would, while the server is killed ``KILLS`` times (3 in CI, 20 und
 ``make soak``) and restarted on the same database. Afterwards: releases gap-free and each app's
 newest release equal to its current config; every acknowledged config var, add-on, destroy,
 attach and detach present; every key handed out as LATEST still in its add-on's history, as
-LATEST or PREVIOUS or retired by later rotations.
+LATEST or PREVIOUS, or retired by a later rotation that the audit log shows
+(``GET /audit-events``: an ``addon.rotate`` event naming the key as retired, after the one that
+made it LATEST and no earlier than the moment it was handed out).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -53,7 +57,22 @@ class Ledger:
     attached: dict[str, str] = field(default_factory=dict)  # attachment id -> app
     detached: set[str] = field(default_factory=set)
     unsure: set[str] = field(default_factory=set)  # add-ons/attachments with a cut-off change
-    handed: dict[str, set[str]] = field(default_factory=dict)  # add-on -> LATEST fingerprints
+    #: add-on -> LATEST fingerprint -> when (epoch seconds) the last request handing it out
+    #: was sent: a rotation that retired it must come after that.
+    handed: dict[str, dict[str, float]] = field(default_factory=dict)
+    acknowledged: dict[str, set[str]] = field(default_factory=dict)  # add-on -> rotated-to LATEST
+
+    def hand(self, addon: str, fp: str, sent: float) -> None:
+        """Record that a consumer was handed ``fp`` as ``addon``'s LATEST (asked at ``sent``)."""
+        with self.lock:
+            known = self.handed.setdefault(addon, {})
+            known[fp] = max(sent, known.get(fp, sent))
+
+
+#: Audit actions that rotate an add-on's pair (and name the keys they retire).
+ROTATIONS_AUDITED = ("addon.rotate", "addon.rotate_emergency")
+#: Audit times are whole seconds, and a rotation takes its time before it waits for its locks.
+AUDIT_SLACK = 3.0
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -80,14 +99,16 @@ def _worker(server: Server, apps: list[str], stable: dict[str, str], ledger: Led
             try:
                 with ledger.lock:
                     ledger.requests += 1
+                sent = time.time()
                 if op == "rotate":
                     subject = rng.choice([stable[a] for a in apps])
                     got = http.post(f"/addons/{subject}/actions/rotate", json={})
                     if got.status_code == 200:
+                        fp = got.json()["fingerprints"]["latest"]
                         with ledger.lock:
                             ledger.rotations += 1
-                            fp = got.json()["fingerprints"]["latest"]
-                            ledger.handed.setdefault(subject, set()).add(fp)
+                            ledger.acknowledged.setdefault(subject, set()).add(fp)
+                        ledger.hand(subject, fp, sent)
                 elif op == "config":
                     name, value = f"C_{secrets.token_hex(4).upper()}", secrets.token_hex(6)
                     got = http.patch(f"/apps/{app}/config-vars", json={name: value})
@@ -98,8 +119,7 @@ def _worker(server: Server, apps: list[str], stable: dict[str, str], ledger: Led
                     got = http.get(f"/apps/{app}/config-vars")
                     if got.status_code == 200:
                         latest = got.json()["SECURE_KEY"].split(",")[0]
-                        with ledger.lock:
-                            ledger.handed.setdefault(stable[app], set()).add(fingerprint(latest))
+                        ledger.hand(stable[app], fingerprint(latest), sent)
                 elif op == "create":
                     got = http.post(
                         f"/apps/{app}/addons",
@@ -124,9 +144,10 @@ def _worker(server: Server, apps: list[str], stable: dict[str, str], ledger: Led
                 elif op == "attach":
                     other = rng.choice([a for a in apps if a != app])
                     subject = stable[app]
+                    alias = f"A{secrets.token_hex(3).upper()}"  # attachment names are upper case
                     got = http.post(
                         "/addon-attachments",
-                        json={"addon": subject, "app": other, "name": f"A{secrets.token_hex(3)}"},
+                        json={"addon": subject, "app": other, "name": alias},
                     )
                     if got.status_code == 201:
                         ident = got.json()["id"]
@@ -151,7 +172,8 @@ def test_acknowledged_changes_survive_sigkill_at_random_moments(
     database: str, tmp_path: Path
 ) -> None:
     """After KILLS SIGKILLs under load, the database holds every acknowledged change, releases
-    are gap-free, no rotation is half-done, and every key handed out as LATEST is still known."""
+    are gap-free, no rotation is half-done, and every key handed out as LATEST is still LATEST or
+    PREVIOUS, or was retired by a later rotation the audit log shows."""
     key = MasterKey.generate()
     token = "sko_test_" + secrets.token_urlsafe(24)
     data = tmp_path / "data"
@@ -223,30 +245,90 @@ def test_acknowledged_changes_survive_sigkill_at_random_moments(
             status = http.get(f"/addon-attachments/{ident}").status_code
             if status != (404 if ident in ledger.detached else 200):
                 problems.append(f"attachment {ident}: {status} contradicts what was acknowledged")
-        checked_keys = 0
-        for addon, handed in ledger.handed.items():
-            history = {
-                v["fingerprint"]: v for v in http.get(f"/addons/{addon}/key-versions").json()
-            }
-            newest = max(v["version"] for v in history.values())
-            for fp in handed:
-                checked_keys += 1
-                version = history.get(fp)
-                if version is None:
-                    problems.append(f"{addon}: key {fp} handed out as LATEST is unknown now")
-                elif (
-                    version["state"] not in ("latest", "previous")
-                    and newest < version["version"] + 2
-                ):
-                    problems.append(f"{addon}: key {fp} retired without a later rotation")
+        keys = _check_keys_against_audit_log(http, ledger, problems)
     found = check(database, Cipher(key))
     print(
         f"backend={database.split(':')[0]} kills={kills} requests={ledger.requests} "
         f"cut_off={ledger.failed} rotations={ledger.rotations} config_sets={len(ledger.config)} "
         f"created={len(ledger.created)} destroyed={len(ledger.destroyed)} "
         f"attached={len(ledger.attached)} detached={len(ledger.detached)} "
-        f"keys_checked={checked_keys} apps={found.apps} releases={found.releases} "
+        f"keys_checked={keys.checked} retired_by_audited_rotation={keys.retired} "
+        f"audited_rotations={keys.audited} apps={found.apps} releases={found.releases} "
         f"losses={len(problems) + len(found.problems)} took={time.monotonic() - started:.0f}s"
     )
     assert problems == []
     assert found.problems == []
+    # The audit-log branch really ran: keys were handed out, and some were retired since.
+    assert ledger.attached, "no attach was acknowledged: the attach/detach path went untested"
+    assert keys.checked > 0, keys
+    assert keys.retired > 0, keys
+
+
+@dataclass
+class KeyCounts:
+    """What the key check looked at."""
+
+    checked: int = 0  # keys handed out as LATEST
+    retired: int = 0  # of those, retired since, each by a rotation the audit log shows
+    audited: int = 0  # rotation events in the audit log
+
+
+def _audit_log(http: httpx.Client, addon: str) -> list[dict[str, Any]]:
+    """Every audit event on ``addon``, oldest first, page after page."""
+    events: list[dict[str, Any]] = []
+    headers = {"Range": "seq ..; max=1000"}
+    while True:
+        page = http.get("/audit-events", params={"target": addon}, headers=headers)
+        assert page.status_code in (200, 206), page.text
+        events += page.json()
+        if "Next-Range" not in page.headers:
+            return events
+        headers = {"Range": page.headers["Next-Range"]}
+
+
+def _at(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["created_at"].replace("Z", "+00:00")).timestamp()
+
+
+def _check_keys_against_audit_log(
+    http: httpx.Client, ledger: Ledger, problems: list[str]
+) -> KeyCounts:
+    """Each key handed out as LATEST is LATEST or PREVIOUS now, or the audit log shows the
+    rotation that retired it, after the event that made it LATEST and after it was handed out;
+    each acknowledged rotation is in the audit log."""
+    counts = KeyCounts()
+    for addon, handed in ledger.handed.items():
+        history = {v["fingerprint"]: v for v in http.get(f"/addons/{addon}/key-versions").json()}
+        events = _audit_log(http, addon)
+        rotations = [e for e in events if e["action"] in ROTATIONS_AUDITED]
+        counts.audited += len(rotations)
+        made = {
+            e["details"]["latest"]: e
+            for e in events
+            if e["action"] in ("addon.create", *ROTATIONS_AUDITED)
+        }
+        retired_by = {
+            fp: e for e in rotations for fp in e["details"].get("retired", "").split(",") if fp
+        }
+        for fp in ledger.acknowledged.get(addon, set()) - set(made):
+            problems.append(f"{addon}: acknowledged rotation to {fp} is not in the audit log")
+        for fp, sent in handed.items():
+            counts.checked += 1
+            version, birth, death = history.get(fp), made.get(fp), retired_by.get(fp)
+            if version is None:
+                problems.append(f"{addon}: key {fp} handed out as LATEST is unknown now")
+            elif birth is None:
+                problems.append(f"{addon}: no audit event made key {fp} LATEST")
+            elif version["state"] in ("latest", "previous"):
+                if death is not None:
+                    problems.append(f"{addon}: key {fp} is {version['state']} but audited retired")
+            elif death is None:
+                problems.append(f"{addon}: key {fp} retired without an audited rotation")
+            elif death["seq"] <= birth["seq"] or _at(death) < sent - AUDIT_SLACK:
+                problems.append(
+                    f"{addon}: key {fp} handed out at {sent:.3f} was retired by audit event "
+                    f"{death['seq']} ({death['created_at']}), made LATEST by {birth['seq']}"
+                )
+            else:
+                counts.retired += 1
+    return counts

@@ -22,6 +22,7 @@ from tests.conftest import new_pg_database
 from tests.e2e._sse import SseStream
 from tests.servers import running_server
 from tests.soak import scaled
+from tests.support import app_with_addon, new_app_token, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -32,13 +33,9 @@ DUE = 3  # add-ons falling due while the database is away
 
 
 def _new_app(http: httpx.Client) -> tuple[str, str, str]:
-    name = f"out-{secrets.token_hex(4)}"
-    assert http.post("/apps", json={"name": name}).status_code == 201
-    made = http.post(f"/apps/{name}/addons", json={"plan": "securekey:fortnightly"})
-    assert made.status_code == 201, made.text
-    token = http.post(f"/apps/{name}/tokens", json={})
-    assert token.status_code == 201, token.text
-    return name, made.json()["name"], token.json()["token"]
+    """A fresh app, its add-on and an app token."""
+    app, addon = app_with_addon(http, "out")
+    return app, addon, new_app_token(http, app)
 
 
 def _newest(http: httpx.Client, addon: str) -> int:
@@ -112,10 +109,9 @@ def test_a_database_outage_answers_503_serves_known_config_and_recovers(
         own_pg.resume()
         back = time.monotonic()
 
-        deadline = time.monotonic() + 30
-        while (answer := http.get("/apps")).status_code != 200:
-            assert time.monotonic() < deadline, answer.text
-            time.sleep(0.2)
+        wait_until(
+            lambda: http.get("/apps").status_code == 200, 30, "the API to answer", interval=0.2
+        )
         recovered_in = time.monotonic() - back
         fresh = reader.get(f"/apps/{app}/config-vars")
         assert fresh.status_code == 200
@@ -132,13 +128,13 @@ def test_a_database_outage_answers_503_serves_known_config_and_recovers(
         stream.close()
 
         # The scheduler catches up: each add-on that fell due is rotated, exactly once.
-        deadline = time.monotonic() + 30
-        while True:
-            versions = {name: _newest(http, name) - before[name] for name in before}
-            if all(v >= 1 for v in versions.values()) or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        time.sleep(2)  # give a double rotation the chance to show
+        wait_until(
+            lambda: all(_newest(http, name) > before[name] for name in before),
+            30,
+            "the scheduler to rotate the add-ons that fell due",
+            interval=0.3,
+        )
+        time.sleep(2)  # not a wait for progress: ten more ticks in which a double would show
         versions = {name: _newest(http, name) - before[name] for name in before}
         http.close()
         reader.close()

@@ -34,6 +34,7 @@ from tests.contract.test_exactly_once import check_each_rotated_once
 from tests.e2e._sse import SseStream
 from tests.servers import Server, running_server
 from tests.soak import scaled
+from tests.support import new_app_token, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -139,18 +140,13 @@ def test_three_replicas_rotate_every_addon_once_when_one_is_killed(
             managers.append(manager)
         a, b, c = servers
         with a.client() as http:
-            tokens = [
-                http.post(f"/apps/{app}/tokens", json={}).json()["token"] for app in apps[:WATCHED]
-            ]
+            tokens = [new_app_token(http, app) for app in apps[:WATCHED]]
         watchers = [
             Watcher(app, tok, [c.url, a.url, b.url]) for app, tok in zip(apps, tokens, strict=False)
         ]
         for watcher in watchers:
             watcher.start()
-        deadline = time.monotonic() + 30
-        while not all(w.ids for w in watchers):
-            assert time.monotonic() < deadline, "the watchers did not get their first event"
-            time.sleep(0.05)
+        wait_until(lambda: all(w.ids for w in watchers), 30, "every watcher's first event")
 
         def rotated() -> int:
             with store.engine.connect() as conn:
@@ -160,25 +156,28 @@ def test_three_replicas_rotate_every_addon_once_when_one_is_killed(
         with store.engine.begin() as conn:
             conn.execute(t.addons.update().values(next_rotation_at=datetime.now(UTC)))
         due_at = time.monotonic()
-        deadline = time.monotonic() + 120
-        while (done := rotated()) < ADDONS // 3:
-            assert time.monotonic() < deadline, f"only {done} rotated"
-            time.sleep(0.02)
+        done = wait_until(
+            lambda: (n := rotated()) >= ADDONS // 3 and n, 120, f"{ADDONS // 3} rotations"
+        )
         c.process.send_signal(signal.SIGKILL)
         c.process.wait(10)
         killed_at_count = done
-        deadline = time.monotonic() + scaled(120, 900)
-        while (done := rotated()) < ADDONS:
-            assert time.monotonic() < deadline, f"the survivors stopped at {done} of {ADDONS}"
-            time.sleep(0.1)
+        done = wait_until(
+            lambda: (n := rotated()) >= ADDONS and n,
+            scaled(120, 900),
+            f"the survivors to rotate all {ADDONS} add-ons",
+            interval=0.1,
+        )
         finished_in = time.monotonic() - due_at
         time.sleep(1)  # a duplicate rotation would show now
         with store.engine.connect() as conn:
             newest = dict(conn.execute(sa.select(t.apps.c.name, t.apps.c.release_version)).all())
-        deadline = time.monotonic() + 30
-        while any(int(w.last or 0) < newest[w.app] for w in watchers):
-            assert time.monotonic() < deadline, [(w.app, w.last, newest[w.app]) for w in watchers]
-            time.sleep(0.1)
+        wait_until(
+            lambda: all(int(w.last or 0) >= newest[w.app] for w in watchers),
+            30,
+            "every watcher to reach its app's newest release",
+            interval=0.1,
+        )
         for watcher in watchers:
             watcher.stop.set()
         for watcher in watchers:
