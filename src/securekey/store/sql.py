@@ -27,6 +27,7 @@ from securekey.domain.models import (
     App,
     Attachment,
     AuditEvent,
+    AuditQuery,
     Delivery,
     KeyState,
     KeyVersion,
@@ -978,54 +979,41 @@ class SqlRepository:
         self._events.append(event)
         self.conn.execute(t.audit_events.insert().values(**_event_row(event)))
 
-    def list_events(
-        self,
-        *,
-        action: str | None = None,
-        target_id: str | None = None,
-        limit: int | None = None,
-        actor: str | None = None,
-        target: str | None = None,
-        target_type: str | None = None,
-        app: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after_seq: int | None = None,
-        before_seq: int | None = None,
-        newest_first: bool = False,
-    ) -> list[AuditEvent]:
-        c = t.audit_events.c
-        query = sa.select(t.audit_events).order_by(c.seq.desc() if newest_first else c.seq)
-        if action is not None:
-            query = query.where(c.action == action)
-        if target_id is not None:
-            query = query.where(c.target_id == target_id)
-        if actor is not None:
-            query = query.where(c.actor == actor)
-        if target is not None:
-            query = query.where(sa.or_(c.target_name == target, c.target_id == target))
-        if target_type is not None:
-            query = query.where(c.target_type == target_type)
-        if app is not None:
+    def list_events(self, query: AuditQuery) -> list[AuditEvent]:
+        q, c = query, t.audit_events.c
+        select = sa.select(t.audit_events).order_by(c.seq.desc() if q.newest_first else c.seq)
+        if isinstance(q.action, str):
+            select = select.where(c.action == q.action)
+        elif q.action is not None:
+            select = select.where(c.action.in_(q.action))
+        if q.target_id is not None:
+            select = select.where(c.target_id == q.target_id)
+        if q.actor is not None:
+            select = select.where(c.actor == q.actor)
+        if q.target is not None:
+            select = select.where(sa.or_(c.target_name == q.target, c.target_id == q.target))
+        if q.target_type is not None:
+            select = select.where(c.target_type == q.target_type)
+        if q.app is not None:
             # The app itself, or an event whose details name it (attach, detach, add-on create).
             # details is JSON written with sort_keys and default separators, so the pair is exact.
-            named = json.dumps({"app": app})[1:-1]
-            query = query.where(
+            named = json.dumps({"app": q.app})[1:-1]
+            select = select.where(
                 sa.or_(
-                    sa.and_(c.target_type == "app", c.target_name == app),
+                    sa.and_(c.target_type == "app", c.target_name == q.app),
                     c.details.contains(named, autoescape=True),
                 )
             )
-        if since is not None:
-            query = query.where(c.at >= since)
-        if until is not None:
-            query = query.where(c.at < until)
-        if after_seq is not None:
-            query = query.where(c.seq > after_seq)
-        if before_seq is not None:
-            query = query.where(c.seq < before_seq)
-        if limit is not None:
-            query = query.limit(limit)
+        if q.since is not None:
+            select = select.where(c.at >= q.since)
+        if q.until is not None:
+            select = select.where(c.at < q.until)
+        if q.after_seq is not None:
+            select = select.where(c.seq > q.after_seq)
+        if q.before_seq is not None:
+            select = select.where(c.seq < q.before_seq)
+        if q.limit is not None:
+            select = select.limit(q.limit)
         return [
             AuditEvent(
                 r["id"],
@@ -1038,7 +1026,7 @@ class SqlRepository:
                 json.loads(r["details"]),
                 int(r["seq"]),
             )
-            for r in self.conn.execute(query).mappings()
+            for r in self.conn.execute(select).mappings()
         ]
 
 
