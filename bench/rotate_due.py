@@ -162,7 +162,7 @@ def worker(url: str, master_b64: str, now_iso: str, batch: int, limit: float) ->
     started = time.perf_counter()
     rotated = failed = 0
     # Rows another worker holds are skipped, not waited for: loop until none is due at all.
-    while service.next_due(clock.now()) and time.perf_counter() - started < limit:
+    while service.has_due(clock.now()) and time.perf_counter() - started < limit:
         result = scheduler.tick()
         rotated += len(result.rotated)
         failed += len(result.failed)

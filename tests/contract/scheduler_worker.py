@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     ticks = rotated = failed = 0
     # Due rows another worker holds are skipped, not waited for: loop until none is left at all.
-    while service.next_due(clock.now()):
+    while service.has_due(clock.now()):
         result = scheduler.tick()
         ticks += 1
         rotated += len(result.rotated)

@@ -344,7 +344,7 @@ def test_a_scheduler_leaves_addons_of_a_busy_app_for_later_instead_of_waiting(
             assert [r.addon.name for r in batch.rotated] == ["keys-free"]
             assert batch.failed == []
         assert service.get_addon("keys-busy").key_version == 2
-        assert service.next_due(clock.now())
+        assert service.has_due(clock.now())
         later = service.rotate_due(clock.now(), limit=10)
         assert [r.addon.name for r in later.rotated] == ["keys-busy"]
         assert [r.version for r in service.releases("busy")] == [1, 2, 3]

@@ -8,6 +8,7 @@ import pytest
 
 from securekey.domain.clock import FixedClock
 from securekey.domain.keys import parse_pair
+from securekey.domain.models import AuditQuery
 from securekey.exceptions import (
     AttachedElsewhereError,
     ConflictError,
@@ -299,3 +300,25 @@ def test_audit_events_filter_and_page_in_the_store(
     assert newest[0].seq == everything[-1].seq
     middle = service.audit_events(after_seq=everything[0].seq, before_seq=everything[-1].seq)
     assert middle == everything[1:-1]
+
+
+def test_audit_query_reads_several_actions_newest_first_in_a_bounded_page(
+    service: SecureKeyService, clock: FixedClock
+) -> None:
+    """An ``AuditQuery`` of several actions, ``since`` and a limit reads those, newest first."""
+    name = _seed(service)
+    service.rotate(name)
+    clock.advance(timedelta(days=2))
+    start = clock.now()
+    service.rotate(name, emergency=True)
+    service.rotate(name, actor="scheduler")
+    service.set_config("service-1", {"OTHER": "x"})
+    rotations = ("addon.rotate", "addon.rotate_emergency")
+    wanted = AuditQuery(action=rotations, since=start, newest_first=True, limit=10)
+    found = service.audit_events(wanted)
+    assert [(e.action, e.actor) for e in found] == [
+        ("addon.rotate", "scheduler"),
+        ("addon.rotate_emergency", "operator"),
+    ]
+    assert service.audit_events(wanted, limit=1) == found[:1]
+    assert len(service.audit_events(AuditQuery(action=rotations))) == 3

@@ -76,10 +76,10 @@ def test_an_addon_is_due_at_exactly_its_time(service: SecureKeyService, clock: F
     name = _addon_on_own_app(service, "app-one", "10s")
     scheduler = Scheduler(service, clock)
     clock.advance(timedelta(seconds=10) - timedelta(microseconds=1))
-    assert not service.next_due(clock.now())
+    assert not service.has_due(clock.now())
     assert scheduler.tick().rotated == []
     clock.advance(timedelta(microseconds=1))
-    assert service.next_due(clock.now())
+    assert service.has_due(clock.now())
     assert [r.addon.name for r in scheduler.tick().rotated] == [name]
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from securekey.config import Settings
+from securekey.domain.clock import FixedClock
 from securekey.exceptions import NotFoundError, ValidationError
 from securekey.runtime import open_runtime
 from securekey.services.dashboard import DashboardService
+from securekey.web import pages
 from tests.api.conftest import running_api
 
 
@@ -98,3 +101,30 @@ def test_cookies_are_secure_and_host_bound_under_tls(tmp_path: Path) -> None:
         assert "Max-Age=0" in cleared
         assert "; Secure" in cleared
         assert client.get(f"{base}/ui/", follow_redirects=False).status_code == 303
+
+
+def test_overview_chart_reads_a_bounded_page_of_recent_rotations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overview's chart counts rotations of its own days only, from at most
+    ``ROTATION_EVENTS`` of the newest: an older rotation or one past the bound is not read."""
+    clock = FixedClock(datetime(2026, 6, 20, 12, 0, tzinfo=UTC))
+    runtime = open_runtime(Settings(data_dir=tmp_path / "data"), clock=clock)
+    try:
+        service = runtime.service
+        service.create_app("chart-app")
+        name = service.create_addon("chart-app", "securekey:daily").addon.name
+        service.rotate(name)  # 20 days before "today": outside the chart
+        clock.advance(timedelta(days=20))
+        for _ in range(3):
+            service.rotate(name)
+        service.rotate(name, emergency=True)
+
+        bars = pages.overview_page(service)["bars"]
+        assert [(b.manual, b.emergency) for b in bars if b.total] == [(3, 1)]
+        assert sum(b.total for b in bars) == 4
+        monkeypatch.setattr(pages, "ROTATION_EVENTS", 2)
+        bars = pages.overview_page(service)["bars"]
+        assert [(b.manual, b.emergency) for b in bars if b.total] == [(1, 1)]
+    finally:
+        runtime.close()

@@ -19,6 +19,7 @@ __all__ = [
     "App",
     "Attachment",
     "AuditEvent",
+    "AuditQuery",
     "Delivery",
     "KeyState",
     "KeyVersion",
@@ -148,6 +149,30 @@ class AuditEvent:
     details: dict[str, str] = field(default_factory=dict)
     #: Position in the log (set by the store when read back; 0 before it is written).
     seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which audit events to read: every given field narrows the answer, ``None`` means any.
+
+    ``action`` is one action name or a tuple of several (any of them); ``target`` matches a
+    target's name or id; ``app`` also finds events whose details name the app (attach,
+    detach); ``since`` is inclusive, ``until`` exclusive; ``after_seq``/``before_seq`` page.
+    Oldest first unless ``newest_first``; at most ``limit`` events.
+    """
+
+    action: str | tuple[str, ...] | None = None
+    target_id: str | None = None
+    limit: int | None = None
+    actor: str | None = None
+    target: str | None = None
+    target_type: str | None = None
+    app: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_seq: int | None = None
+    before_seq: int | None = None
+    newest_first: bool = False
 
 
 class TokenKind(enum.StrEnum):

@@ -81,40 +81,45 @@ def _check_text(field: str, value: object) -> str:
     return value
 
 
+def _matching(field: str, value: object, pattern: re.Pattern[str], rule: str) -> str:
+    """``value`` if it is a string ``pattern`` matches in full, not ending in a dash."""
+    text = _check_text(field, value)
+    if not pattern.fullmatch(text) or text.endswith("-"):
+        raise ValidationError(field, rule)
+    return text
+
+
 def check_app_name(name: object) -> str:
     """Return ``name`` if it is a valid app name, else raise ``ValidationError``."""
-    text = _check_text("name", name)
-    if not _APP_NAME.fullmatch(text) or text.endswith("-"):
-        raise ValidationError(
-            "name",
-            "Name must start with a letter, end with a letter or digit, and can only contain "
-            "lowercase letters, digits, and dashes; it must be 3 to 30 characters long.",
-        )
-    return text
+    return _matching(
+        "name",
+        name,
+        _APP_NAME,
+        "Name must start with a letter, end with a letter or digit, and can only contain "
+        "lowercase letters, digits, and dashes; it must be 3 to 30 characters long.",
+    )
 
 
 def check_addon_name(name: object) -> str:
     """Return ``name`` if it is a valid add-on name, else raise ``ValidationError``."""
-    text = _check_text("name", name)
-    if not _ADDON_NAME.fullmatch(text) or text.endswith("-"):
-        raise ValidationError(
-            "name",
-            "Add-on name must start with a letter and can only contain lowercase letters, "
-            "digits, and dashes; it must be 3 to 63 characters long.",
-        )
-    return text
+    return _matching(
+        "name",
+        name,
+        _ADDON_NAME,
+        "Add-on name must start with a letter and can only contain lowercase letters, "
+        "digits, and dashes; it must be 3 to 63 characters long.",
+    )
 
 
 def check_attachment_name(name: object) -> str:
     """Return ``name`` if it is a valid attachment name, else raise ``ValidationError``."""
-    text = _check_text("attachment.name", name)
-    if not _ATTACHMENT_NAME.fullmatch(text):
-        raise ValidationError(
-            "attachment.name",
-            "Attachment name must start with an upper-case letter and can only contain "
-            "upper-case letters, digits, and underscores (at most 60 characters).",
-        )
-    return text
+    return _matching(
+        "attachment.name",
+        name,
+        _ATTACHMENT_NAME,
+        "Attachment name must start with an upper-case letter and can only contain "
+        "upper-case letters, digits, and underscores (at most 60 characters).",
+    )
 
 
 def check_config_var_name(name: object) -> str:

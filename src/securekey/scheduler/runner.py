@@ -60,7 +60,7 @@ class Scheduler:
         """Rotate every add-on due now (at most ``max_per_tick``)."""
         result = TickResult()
         now = self.clock.now()
-        if not self.service.next_due(now):
+        if not self.service.has_due(now):
             return result
         while (room := self.max_per_tick - len(result.rotated) - len(result.failed)) > 0:
             if self._stop.is_set():

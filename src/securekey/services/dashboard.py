@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from securekey.domain import names
 from securekey.domain.clock import Clock, SystemClock
-from securekey.domain.models import AuditEvent, Principal, TokenKind, new_id
+from securekey.domain.models import Principal, TokenKind
 from securekey.exceptions import NotFoundError
 from securekey.services.ports import Store
+from securekey.services.unit_of_work import UnitOfWork
 
 __all__ = ["DashboardService"]
 
@@ -27,11 +28,9 @@ class DashboardService:
         without its ``config.reveal`` entry.
         """
         name = names.check_config_var_name(var)
-        now = self.clock.now()
-        with self.store.transaction() as tx:
-            app = tx.get_app(app_ref) if 0 < len(app_ref) <= 200 and "\x00" not in app_ref else None
-            if app is None:
-                raise NotFoundError("app", app_ref)
+        with UnitOfWork(self.store, self.clock, actor=actor) as uow:
+            tx = uow.tx
+            app = uow.app(app_ref)
             value = tx.get_plain_vars(app.id).get(name)
             if value is None:
                 for att in tx.list_attachments(app_id=app.id):
@@ -40,11 +39,7 @@ class DashboardService:
                         break
             if value is None:
                 raise NotFoundError("config_var", name)
-            tx.add_event(
-                AuditEvent(
-                    new_id(), now, actor, "config.reveal", "app", app.id, app.name, {"var": name}
-                )
-            )
+            uow.audit("config.reveal", app, {"var": name})
             return value
 
     def operator_by_hash(self, token_hash: str) -> Principal | None:

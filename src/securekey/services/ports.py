@@ -19,6 +19,7 @@ from securekey.domain.models import (
     App,
     Attachment,
     AuditEvent,
+    AuditQuery,
     Delivery,
     KeyVersion,
     Release,
@@ -172,22 +173,7 @@ class Repository(Protocol):
 
     # audit log
     def add_event(self, event: AuditEvent) -> None: ...
-    def list_events(
-        self,
-        *,
-        action: str | None = None,
-        target_id: str | None = None,
-        limit: int | None = None,
-        actor: str | None = None,
-        target: str | None = None,
-        target_type: str | None = None,
-        app: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after_seq: int | None = None,
-        before_seq: int | None = None,
-        newest_first: bool = False,
-    ) -> list[AuditEvent]: ...
+    def list_events(self, query: AuditQuery) -> list[AuditEvent]: ...
 
 
 class Store(Protocol):

@@ -15,9 +15,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
 
-from securekey.domain.models import Addon, AuditEvent, Delivery, Release, new_id
+from securekey.domain.keys import KeyPair
+from securekey.domain.models import Addon, App, AuditEvent, Delivery, Release, Webhook, new_id
 from securekey.domain.rotation import (
     RotationOutcome,
     describe_rotation,
@@ -25,8 +25,9 @@ from securekey.domain.rotation import (
     rotate_pair,
 )
 from securekey.exceptions import SecureKeyError
+from securekey.services.outbox import release_deliveries
 from securekey.services.ports import Repository
-from securekey.services.webhooks import release_deliveries
+from securekey.services.unit_of_work import Fingerprinter
 
 __all__ = [
     "BulkRotation",
@@ -34,6 +35,7 @@ __all__ = [
     "Rotated",
     "RotationBatch",
     "RotationFailure",
+    "RotationRun",
     "failure_event",
     "rotate_all",
     "rotate_locked",
@@ -42,10 +44,18 @@ __all__ = [
 log = logging.getLogger("securekey.services")
 
 
-class Fingerprinter(Protocol):
-    """Keyed fingerprints of config snapshots (``securekey.crypto.Cipher`` is one)."""
+@dataclass(frozen=True, slots=True)
+class RotationRun:
+    """How a batch rotates: who asks, at which instant, emergency or not.
 
-    def fingerprint(self, data: bytes) -> str: ...
+    ``skip_busy`` (the scheduler) leaves add-ons whose apps another transaction holds for later.
+    """
+
+    fp: Fingerprinter
+    actor: str
+    now: datetime
+    emergency: bool = False
+    skip_busy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,50 +100,31 @@ class BulkRotation:
     next_after: str | None = None
 
 
-def rotate_locked(
-    tx: Repository,
-    addons: Sequence[Addon],
-    fp: Fingerprinter,
-    *,
-    emergency: bool,
-    actor: str,
-    now: datetime,
-    skip_busy: bool = False,
-) -> RotationBatch:
+def rotate_locked(tx: Repository, addons: Sequence[Addon], run: RotationRun) -> RotationBatch:
     """Rotate add-ons this transaction has locked; one that fails is rolled back alone.
 
     Each failure is recorded in the audit log as ``addon.rotate_failed`` (in this transaction).
-    ``skip_busy`` (the scheduler) leaves add-ons whose apps another transaction holds for later.
     """
     batch = RotationBatch(claimed=len(addons))
-    _attempt(tx, list(addons), fp, (emergency, actor, now, skip_busy), batch)
-    tx.add_events([failure_event(f, actor, now) for f in batch.failed])
+    _attempt(tx, list(addons), run, batch)
+    tx.add_events([failure_event(f, run.actor, run.now) for f in batch.failed])
     for f in batch.failed:
         log.error("rotation of %s failed, left unchanged: %s", f.addon_name, f.reason)
     return batch
 
 
-def _attempt(
-    tx: Repository,
-    addons: list[Addon],
-    fp: Fingerprinter,
-    how: tuple[bool, str, datetime, bool],
-    batch: RotationBatch,
-) -> None:
-    emergency, actor, now, skip_busy = how
+def _attempt(tx: Repository, addons: list[Addon], run: RotationRun, batch: RotationBatch) -> None:
     try:
         with tx.savepoint():
-            done = rotate_all(
-                tx, addons, fp, emergency=emergency, actor=actor, now=now, skip_busy=skip_busy
-            )
+            done = rotate_all(tx, addons, run)
     except Exception as exc:  # any failure: find the add-on it belongs to by halving
         if len(addons) == 1:
             reason = exc.message if isinstance(exc, SecureKeyError) else type(exc).__name__
             batch.failed.append(RotationFailure(addons[0].id, addons[0].name, reason[:200]))
             return
         half = len(addons) // 2
-        _attempt(tx, addons[:half], fp, how, batch)
-        _attempt(tx, addons[half:], fp, how, batch)
+        _attempt(tx, addons[:half], run, batch)
+        _attempt(tx, addons[half:], run, batch)
         return
     batch.rotated += done
 
@@ -152,16 +143,38 @@ def failure_event(failure: RotationFailure, actor: str, now: datetime) -> AuditE
     )
 
 
-def rotate_all(
-    tx: Repository,
-    addons: Sequence[Addon],
-    fp: Fingerprinter,
-    *,
-    emergency: bool,
-    actor: str,
-    now: datetime,
-    skip_busy: bool = False,
-) -> list[Rotated]:
+@dataclass
+class _Batch:
+    """What a batch read before rotating: where each add-on is attached, the apps (locked),
+    the pairs and their new outcomes, and each app's whole config to fingerprint snapshots."""
+
+    addons: list[Addon]
+    #: add-on id -> app id -> attachment names there (one release per app).
+    where: dict[str, dict[str, list[str]]]
+    apps: dict[str, App]
+    pairs: dict[str, KeyPair]
+    outcomes: dict[str, RotationOutcome]
+    #: app id -> (config var, add-on id) of every attachment on it.
+    on_app: dict[str, list[tuple[str, str]]]
+    #: add-on id -> its pair's config value (updated as the batch rotates).
+    values: dict[str, str]
+    plain: dict[str, dict[str, str]]
+    hooks: dict[str, list[Webhook]]
+    #: app id -> its release version (counted up as the batch makes releases).
+    versions: dict[str, int]
+
+
+@dataclass
+class _Writes:
+    """What a batch writes, in bulk, once every add-on is rotated in memory."""
+
+    stored: list[tuple[Addon, RotationOutcome]] = field(default_factory=list)
+    releases: list[Release] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+    events: list[AuditEvent] = field(default_factory=list)
+
+
+def rotate_all(tx: Repository, addons: Sequence[Addon], run: RotationRun) -> list[Rotated]:
     """Rotate every add-on in ``addons`` (locked by ``tx``), in order; any error fails them all.
 
     An app holding several of them gets one release per rotation, numbered in that order, and
@@ -170,102 +183,123 @@ def rotate_all(
     """
     if not addons:
         return []
+    batch = _read(tx, addons, run)
+    writes = _Writes()
+    rotated = [_rotate_one(batch, addon, run, writes) for addon in batch.addons]
+    tx.store_rotations(writes.stored, run.now)
+    changed = {a: v for a, v in batch.versions.items() if v != batch.apps[a].release}
+    tx.set_release_versions(changed, run.now)
+    tx.add_releases(writes.releases)
+    tx.add_deliveries(writes.deliveries)
+    tx.add_events(writes.events)
+    for done in rotated:
+        log.info(
+            "rotated %s%s: latest %s, previous %s, %d app(s)",
+            done.addon.name,
+            " (emergency)" if run.emergency else "",
+            done.fingerprints[0],
+            done.fingerprints[1],
+            len(done.releases),
+        )
+    return rotated
+
+
+def _read(tx: Repository, addons: Sequence[Addon], run: RotationRun) -> _Batch:
+    """Lock the apps and read all the batch needs, in a few queries."""
     ids = [a.id for a in addons]
-    # Where each add-on is attached: app id -> attachment names, one release per app.
     where: dict[str, dict[str, list[str]]] = {a: {} for a in ids}
     for att in sorted(tx.list_attachments_of(addon_ids=ids), key=lambda a: (a.app_id, a.name)):
         where[att.addon_id].setdefault(att.app_id, []).append(att.name)
     wanted = sorted({app_id for apps in where.values() for app_id in apps})
-    apps = tx.lock_apps(wanted, skip_locked=skip_busy)
-    if skip_busy and len(apps) < len(wanted):
+    apps = tx.lock_apps(wanted, skip_locked=run.skip_busy)
+    if run.skip_busy and len(apps) < len(wanted):
         # An app another transaction holds: its add-ons wait (still due) for a later batch.
         addons = [a for a in addons if apps.keys() >= where[a.id].keys()]
         ids = [a.id for a in addons]
     app_ids = sorted({app_id for a in ids for app_id in where[a]})
     pairs = tx.get_pairs(ids)
-    outcomes = {a.id: rotate_pair(pairs[a.id], a.key_version, emergency=emergency) for a in addons}
-
-    # Each app's whole config, to fingerprint its snapshot after every rotation touching it.
+    outcomes = {
+        a.id: rotate_pair(pairs[a.id], a.key_version, emergency=run.emergency) for a in addons
+    }
     on_app: dict[str, list[tuple[str, str]]] = {app_id: [] for app_id in app_ids}
     for att in tx.list_attachments_of(app_ids=app_ids):
         on_app[att.app_id].append((att.var_name, att.addon_id))
     others = {addon_id for vars_ in on_app.values() for _, addon_id in vars_} - set(ids)
     values = {addon_id: pair.value for addon_id, pair in pairs.items()}
     values.update({addon_id: pair.value for addon_id, pair in tx.get_pairs(others).items()})
-    plain = tx.get_plain_vars_of(app_ids)
-    hooks = tx.list_webhooks_of(app_ids)
-    versions = {app_id: apps[app_id].release for app_id in app_ids}
+    return _Batch(
+        addons=list(addons),
+        where=where,
+        apps=apps,
+        pairs=pairs,
+        outcomes=outcomes,
+        on_app=on_app,
+        values=values,
+        plain=tx.get_plain_vars_of(app_ids),
+        hooks=tx.list_webhooks_of(app_ids),
+        versions={app_id: apps[app_id].release for app_id in app_ids},
+    )
 
-    rotated: list[Rotated] = []
-    stored: list[tuple[Addon, RotationOutcome]] = []
-    releases: list[Release] = []
-    deliveries: list[Delivery] = []
-    events: list[AuditEvent] = []
-    for addon in addons:
-        pair, outcome = pairs[addon.id], outcomes[addon.id]
-        values[addon.id] = outcome.pair.value
-        updated = replace(
-            addon,
-            key_version=outcome.latest_version,
-            last_rotated_at=now,
-            next_rotation_at=next_rotation_at(now, addon.period),
-            updated_at=now,
-        )
-        stored.append((updated, outcome))
-        made = []
-        for app_id, att_names in where[addon.id].items():
-            versions[app_id] += 1
-            config = dict(plain[app_id])
-            config.update({var: values[held] for var, held in on_app[app_id]})
-            snapshot = json.dumps(config, sort_keys=True).encode()
-            release = Release(
-                id=new_id(),
-                app_id=app_id,
-                version=versions[app_id],
-                description=describe_rotation(
-                    ", ".join(att_names), addon.name, emergency=emergency
-                ),
-                config_fingerprint=fp.fingerprint(snapshot),
-                actor=actor,
-                created_at=now,
-            )
-            made.append(release)
-            app = replace(apps[app_id], release=release.version, updated_at=now)
-            deliveries += release_deliveries(app, hooks[app_id], release, now)
-        releases += made
-        events.append(
-            AuditEvent(
-                new_id(),
-                now,
-                actor,
-                "addon.rotate_emergency" if emergency else "addon.rotate",
-                "addon",
-                addon.id,
-                addon.name,
-                {
-                    "retired": pair.previous.fingerprint
-                    if not emergency
-                    else f"{pair.latest.fingerprint},{pair.previous.fingerprint}",
-                    "latest": outcome.pair.latest.fingerprint,
-                    "previous": outcome.pair.previous.fingerprint,
-                    "apps": str(len(made)),
-                },
-            )
-        )
-        rotated.append(Rotated(updated, outcome.pair.fingerprints, made))
 
-    tx.store_rotations(stored, now)
-    tx.set_release_versions({a: v for a, v in versions.items() if v != apps[a].release}, now)
-    tx.add_releases(releases)
-    tx.add_deliveries(deliveries)
-    tx.add_events(events)
-    for done in rotated:
-        log.info(
-            "rotated %s%s: latest %s, previous %s, %d app(s)",
-            done.addon.name,
-            " (emergency)" if emergency else "",
-            done.fingerprints[0],
-            done.fingerprints[1],
-            len(done.releases),
+def _rotate_one(batch: _Batch, addon: Addon, run: RotationRun, writes: _Writes) -> Rotated:
+    """Rotate one add-on in memory: its new state, a release per attached app, its audit event."""
+    pair, outcome = batch.pairs[addon.id], batch.outcomes[addon.id]
+    batch.values[addon.id] = outcome.pair.value
+    updated = replace(
+        addon,
+        key_version=outcome.latest_version,
+        last_rotated_at=run.now,
+        next_rotation_at=next_rotation_at(run.now, addon.period),
+        updated_at=run.now,
+    )
+    writes.stored.append((updated, outcome))
+    made = [
+        _release(batch, addon, app_id, ", ".join(att_names), run, writes)
+        for app_id, att_names in batch.where[addon.id].items()
+    ]
+    writes.releases += made
+    retired = (
+        f"{pair.latest.fingerprint},{pair.previous.fingerprint}"
+        if run.emergency
+        else pair.previous.fingerprint
+    )
+    writes.events.append(
+        AuditEvent(
+            new_id(),
+            run.now,
+            run.actor,
+            "addon.rotate_emergency" if run.emergency else "addon.rotate",
+            "addon",
+            addon.id,
+            addon.name,
+            {
+                "retired": retired,
+                "latest": outcome.pair.latest.fingerprint,
+                "previous": outcome.pair.previous.fingerprint,
+                "apps": str(len(made)),
+            },
         )
-    return rotated
+    )
+    return Rotated(updated, outcome.pair.fingerprints, made)
+
+
+def _release(
+    batch: _Batch, addon: Addon, app_id: str, attachments: str, run: RotationRun, writes: _Writes
+) -> Release:
+    """The next release of ``app_id`` after ``addon`` rotated, and its webhook deliveries."""
+    batch.versions[app_id] += 1
+    config = dict(batch.plain[app_id])
+    config.update({var: batch.values[held] for var, held in batch.on_app[app_id]})
+    snapshot = json.dumps(config, sort_keys=True).encode()
+    release = Release(
+        id=new_id(),
+        app_id=app_id,
+        version=batch.versions[app_id],
+        description=describe_rotation(attachments, addon.name, emergency=run.emergency),
+        config_fingerprint=run.fp.fingerprint(snapshot),
+        actor=run.actor,
+        created_at=run.now,
+    )
+    app = replace(batch.apps[app_id], release=release.version, updated_at=run.now)
+    writes.deliveries += release_deliveries(app, batch.hooks[app_id], release, run.now)
+    return release

@@ -29,6 +29,7 @@ from securekey.exceptions import (
     ValidationError,
 )
 from securekey.services.ports import Repository, Store
+from securekey.services.unit_of_work import UnitOfWork, find_app
 
 __all__ = ["ENV_DESCRIPTION", "USAGE_GRANULARITY", "Digester", "TokenService"]
 
@@ -186,61 +187,36 @@ class TokenService:
     ) -> tuple[Token, str]:
         """A token that can read and watch ``app_ref``'s config vars only; returned once."""
         text = _description(description)
-        now = self.clock.now()
         raw = _new_raw(TokenKind.APP)
-        with self.store.transaction() as tx:
-            app = tx.get_app(app_ref) if "\x00" not in app_ref else None
-            if app is None:
-                raise NotFoundError("app", app_ref)
+        with UnitOfWork(self.store, self.clock, actor=actor) as uow:
+            app = uow.app(app_ref)
             token = Token(
-                new_id(), TokenKind.APP, app.id, self.digest(raw), text, now, hash_scheme=_SCHEME
+                new_id(),
+                TokenKind.APP,
+                app.id,
+                self.digest(raw),
+                text,
+                uow.now,
+                hash_scheme=_SCHEME,
             )
-            tx.add_token(token)
-            tx.add_event(
-                AuditEvent(
-                    new_id(),
-                    now,
-                    actor,
-                    "token.create",
-                    "app",
-                    app.id,
-                    app.name,
-                    {"token": token.id},
-                )
-            )
+            uow.tx.add_token(token)
+            uow.audit("token.create", app, {"token": token.id})
         return token, raw
 
     def list_app_tokens(self, app_ref: str) -> list[Token]:
         """An app's tokens (metadata only)."""
         with self.store.transaction(write=False) as tx:
-            app = tx.get_app(app_ref) if "\x00" not in app_ref else None
-            if app is None:
-                raise NotFoundError("app", app_ref)
-            return tx.list_tokens(app_id=app.id)
+            return tx.list_tokens(app_id=find_app(tx, app_ref).id)
 
     def revoke_app_token(self, app_ref: str, token_id: str, *, actor: str = "operator") -> Token:
         """Delete one of an app's tokens; it stops working at once."""
-        now = self.clock.now()
-        with self.store.transaction() as tx:
-            app = tx.get_app(app_ref) if "\x00" not in app_ref else None
-            if app is None:
-                raise NotFoundError("app", app_ref)
-            found = [t for t in tx.list_tokens(app_id=app.id) if t.id == token_id]
+        with UnitOfWork(self.store, self.clock, actor=actor) as uow:
+            app = uow.app(app_ref)
+            found = [t for t in uow.tx.list_tokens(app_id=app.id) if t.id == token_id]
             if not found:
                 raise NotFoundError("token", token_id)
-            tx.delete_token(token_id)
-            tx.add_event(
-                AuditEvent(
-                    new_id(),
-                    now,
-                    actor,
-                    "token.revoke",
-                    "app",
-                    app.id,
-                    app.name,
-                    {"token": token_id},
-                )
-            )
+            uow.tx.delete_token(token_id)
+            uow.audit("token.revoke", app, {"token": token_id})
             return found[0]
 
     # ------------------------------------------------------------------ checking

@@ -20,15 +20,16 @@ import secrets
 import socket
 from collections.abc import Collection
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from securekey.domain.clock import Clock, SystemClock
-from securekey.domain.models import App, AuditEvent, Delivery, Release, Webhook, new_id
+from securekey.domain.models import App, Delivery, Webhook, new_id
 from securekey.exceptions import NotFoundError, ValidationError
-from securekey.services.ports import Repository, Store
-from securekey.services.resources import ACCOUNT_EMAIL, ACCOUNT_ID, iso, release_resource
+from securekey.services.outbox import enqueue_release, release_deliveries
+from securekey.services.ports import Store
+from securekey.services.unit_of_work import UnitOfWork, find_app
 
 __all__ = [
     "EVENT_KINDS",
@@ -101,57 +102,6 @@ def sign_body(secret: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
-def enqueue_release(tx: Repository, app: App, release: Release, now: datetime) -> None:
-    """Queue an ``api:release`` event for each of the app's webhooks (same transaction)."""
-    for delivery in release_deliveries(app, tx.list_webhooks(app.id), release, now):
-        tx.add_delivery(delivery)
-
-
-def release_deliveries(
-    app: App, webhooks: list[Webhook], release: Release, now: datetime
-) -> list[Delivery]:
-    """The deliveries of an ``api:release`` event to those of ``webhooks`` that include it."""
-    hooks = [h for h in webhooks if "api:release" in h.include]
-    if not hooks:
-        return []
-    current = replace(app, release=release.version)
-    event_id = new_id()
-    payload = json.dumps(
-        {
-            "id": event_id,
-            "action": "create",
-            "actor": {"id": ACCOUNT_ID, "email": ACCOUNT_EMAIL},
-            "created_at": iso(now),
-            "updated_at": iso(now),
-            "published_at": iso(now),
-            "data": release_resource(release, current),
-            "previous_data": {},
-            "resource": "release",
-            "sequence": None,
-            "version": "application/vnd.heroku+json; version=3",
-        },
-        sort_keys=True,
-    )
-    return [
-        Delivery(
-            new_id(),
-            hook.id,
-            app.id,
-            event_id,
-            "api:release",
-            payload,
-            "pending",
-            0,
-            now,
-            None,
-            None,
-            now,
-            now,
-        )
-        for hook in hooks
-    ]
-
-
 class WebhookService:
     """Manage webhooks, and lease/settle their deliveries for a sender."""
 
@@ -202,9 +152,8 @@ class WebhookService:
         else:
             raise ValidationError("secret", "secret must be a string of 1 to 256 characters.")
         the_authorization = _check_authorization(authorization)
-        now = self.clock.now()
-        with self.store.transaction() as tx:
-            app = _app(tx, app_ref)
+        with UnitOfWork(self.store, self.clock, actor=actor) as uow:
+            app = uow.app(app_ref)
             hook = Webhook(
                 new_id(),
                 app.id,
@@ -212,35 +161,24 @@ class WebhookService:
                 kinds,
                 str(level),
                 the_secret,
-                now,
-                now,
+                uow.now,
+                uow.now,
                 the_authorization,
             )
-            tx.add_webhook(hook)
-            tx.add_event(
-                AuditEvent(
-                    new_id(),
-                    now,
-                    actor,
-                    "webhook.create",
-                    "app",
-                    app.id,
-                    app.name,
-                    {"webhook": hook.id, "url": the_url[:200]},
-                )
-            )
+            uow.tx.add_webhook(hook)
+            uow.audit("webhook.create", app, {"webhook": hook.id, "url": the_url[:200]})
         return hook, the_secret
 
     def list_hooks(self, app_ref: str) -> tuple[App, list[Webhook]]:
         """An app and its webhooks."""
         with self.store.transaction(write=False) as tx:
-            app = _app(tx, app_ref)
+            app = find_app(tx, app_ref)
             return app, tx.list_webhooks(app.id)
 
     def get(self, app_ref: str, webhook_id: str) -> tuple[App, Webhook]:
         """One webhook of an app."""
         with self.store.transaction(write=False) as tx:
-            app = _app(tx, app_ref)
+            app = find_app(tx, app_ref)
             hook = tx.get_webhook(app.id, webhook_id)
             if hook is None:
                 raise NotFoundError("app_webhook", webhook_id)
@@ -250,38 +188,26 @@ class WebhookService:
         self, app_ref: str, webhook_id: str, *, actor: str = "operator"
     ) -> tuple[App, Webhook]:
         """Remove a webhook and its pending deliveries."""
-        now = self.clock.now()
-        with self.store.transaction() as tx:
-            app = _app(tx, app_ref)
-            hook = tx.get_webhook(app.id, webhook_id)
+        with UnitOfWork(self.store, self.clock, actor=actor) as uow:
+            app = uow.app(app_ref)
+            hook = uow.tx.get_webhook(app.id, webhook_id)
             if hook is None:
                 raise NotFoundError("app_webhook", webhook_id)
-            tx.delete_webhook(hook.id)
-            tx.add_event(
-                AuditEvent(
-                    new_id(),
-                    now,
-                    actor,
-                    "webhook.delete",
-                    "app",
-                    app.id,
-                    app.name,
-                    {"webhook": hook.id},
-                )
-            )
+            uow.tx.delete_webhook(hook.id)
+            uow.audit("webhook.delete", app, {"webhook": hook.id})
             return app, hook
 
     def deliveries(self, app_ref: str) -> tuple[dict[str, Webhook], list[Delivery]]:
         """An app's deliveries, with its webhooks by id."""
         with self.store.transaction(write=False) as tx:
-            app = _app(tx, app_ref)
+            app = find_app(tx, app_ref)
             hooks = {h.id: h for h in tx.list_webhooks(app.id)}
             return hooks, tx.list_deliveries(app.id)
 
     def delivery(self, app_ref: str, delivery_id: str) -> tuple[Webhook | None, Delivery]:
         """One delivery of an app."""
         with self.store.transaction(write=False) as tx:
-            app = _app(tx, app_ref)
+            app = find_app(tx, app_ref)
             found = tx.get_delivery(app.id, delivery_id)
             if found is None:
                 raise NotFoundError("app_webhook_delivery", delivery_id)
@@ -339,13 +265,6 @@ class WebhookService:
         with self.store.transaction() as tx:
             tx.update_delivery(settled)
         return settled
-
-
-def _app(tx: Repository, ref: str) -> App:
-    app = tx.get_app(ref) if "\x00" not in ref else None
-    if app is None:
-        raise NotFoundError("app", ref)
-    return app
 
 
 def _check_url(url: object, *, allow_private: bool) -> str:

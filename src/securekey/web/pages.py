@@ -12,7 +12,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from securekey.domain.models import Addon, App, Attachment, AuditEvent, KeyVersion, Release
+from securekey.domain.models import (
+    Addon,
+    App,
+    Attachment,
+    AuditEvent,
+    AuditQuery,
+    KeyVersion,
+    Release,
+)
 from securekey.domain.plans import PLANS, SERVICE
 from securekey.exceptions import NotFoundError
 from securekey.services import SecureKeyService
@@ -34,17 +42,22 @@ AUDIT_ROWS = 200
 #: Events read per store query while filtering, and at most how many such pages per view.
 AUDIT_PAGE = 1000
 AUDIT_PAGES = 20
+#: Days the overview's rotation chart shows, and the most rotation events it reads for them
+#: (newest first: beyond that, the oldest days of the chart undercount).
+CHART_DAYS = 14
+ROTATION_EVENTS = 10_000
 
 
 def _names(service: SecureKeyService) -> dict[str, str]:
     return {a.id: a.name for a in service.list_apps()}
 
 
-def _rotation_events(service: SecureKeyService) -> list[AuditEvent]:
-    events: list[AuditEvent] = []
-    for action in _ROTATIONS:
-        events += service.audit_events(action=action)
-    return events
+def _rotation_events(service: SecureKeyService, now: datetime) -> list[AuditEvent]:
+    """The rotations the chart's days can show, newest first, at most ``ROTATION_EVENTS``."""
+    first_day = (now - timedelta(days=CHART_DAYS - 1)).date()
+    since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+    wanted = AuditQuery(action=_ROTATIONS, since=since, newest_first=True, limit=ROTATION_EVENTS)
+    return service.audit_events(wanted)
 
 
 def overview_page(service: SecureKeyService) -> dict[str, Any]:
@@ -65,7 +78,7 @@ def overview_page(service: SecureKeyService) -> dict[str, Any]:
         ],
         "app_names": names,
         "graph": share_graph(apps, addons, attachments),
-        "bars": rotation_bars(_rotation_events(service), now),
+        "bars": rotation_bars(_rotation_events(service, now), now, CHART_DAYS),
         "now": now,
     }
 

@@ -27,7 +27,7 @@ async def readyz(request: Request) -> Response:
     """The database answers and start-up is complete."""
     ctx = ctx_of(request)
     try:
-        await run_in_threadpool(ctx.service.next_due, ctx.service.clock.now())
+        await run_in_threadpool(ctx.service.has_due, ctx.service.clock.now())
     except Exception:
         return json_response({"status": "unavailable", "database": "unreachable"}, 503)
     if not ctx.ready:
