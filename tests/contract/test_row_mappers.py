@@ -11,6 +11,7 @@ from securekey.domain.models import (
     App,
     Attachment,
     AuditEvent,
+    AuditQuery,
     Delivery,
     Release,
     Token,
@@ -74,6 +75,6 @@ def test_each_field_survives_the_round_trip(store: SqlStore) -> None:
         assert stored_hook is not None
         assert astuple(stored_hook) == astuple(hook)  # times too: Webhook's == skips them
         assert repo.get_delivery(app.id, delivery.id) == delivery
-        [stored_event] = repo.list_events()
+        [stored_event] = repo.list_events(AuditQuery())
         assert stored_event.seq > 0
         assert astuple(stored_event)[:-1] == astuple(event)[:-1]

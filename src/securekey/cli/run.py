@@ -33,7 +33,7 @@ _ABOUT = """Run a command with an app's config vars; restart it on every release
 def run_help(module: Any) -> str:
     """``run``'s help in the layout of every other command, from the supervisor's options."""
     rows: list[tuple[str, str]] = []
-    for action in module._parser()._actions:
+    for action in module.build_parser()._actions:
         if not action.option_strings:
             continue
         takes = action.nargs != 0
