@@ -156,7 +156,8 @@ def worker(url: str, master_b64: str, now_iso: str, batch: int, limit: float) ->
     store = SqlStore.open(url, cipher, migrate=False)
     clock = FixedClock(datetime.fromisoformat(now_iso))
     service = SecureKeyService(store, cipher, clock)
-    scheduler = Scheduler(service, clock, batch_size=batch, max_per_tick=1_000_000)
+    # One batch a tick, so the time limit is looked at between batches.
+    scheduler = Scheduler(service, clock, batch_size=batch, max_per_tick=batch)
     print("ready", flush=True)
     sys.stdin.readline()
     started = time.perf_counter()
