@@ -34,9 +34,10 @@ def main() -> int:
         print("wrk is not installed (apt-get install wrk); bench/read_path.py needs it")
         return 2
     results = Path(args.results)
-    shutil.rmtree(results, ignore_errors=True)
-    results.mkdir(parents=True)
     chosen = args.only.split(",") if args.only else SCRIPTS
+    if not args.only:  # a whole run starts afresh; --only re-runs some and keeps the others
+        shutil.rmtree(results, ignore_errors=True)
+    results.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     failed = []
     for name in chosen:
