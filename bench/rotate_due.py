@@ -118,34 +118,6 @@ def seed_due(url: str, cipher: Cipher, n: int) -> None:
         engine.dispose()
 
 
-def seed_idle(url: str, total: int) -> None:
-    """``total`` add-ons none of which is due for a year (rows only: a tick reads no keys)."""
-    now = START
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            for start in range(0, total, CHUNK):
-                apps, addons = [], []
-                for i in range(start, min(start + CHUNK, total)):
-                    app_id = new_id()
-                    apps.append(
-                        {"id": app_id, "name": f"idle-{i}", "release_version": 1}
-                        | {"created_at": now, "updated_at": now}
-                    )
-                    addons.append(
-                        {"id": new_id(), "name": f"idle-keys-{i}", "app_id": app_id}
-                        | {"plan": "daily", "period_seconds": 86400.0, "key_version": 2}
-                        | {"created_at": now, "updated_at": now, "last_rotated_at": now}
-                        | {"next_rotation_at": now + timedelta(days=365, seconds=i)}
-                    )
-                conn.execute(t.apps.insert(), apps)
-                conn.execute(t.addons.insert(), addons)
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-    finally:
-        engine.dispose()
-
-
 # -------------------------------------------------------------------- workers
 
 
@@ -364,24 +336,10 @@ def check_once(url: str, n: int) -> None:
 
 
 def idle_tick(backend: Backend, total: int, ticks: int) -> list[float]:
-    """Milliseconds of each of ``ticks`` scheduler ticks with ``total`` add-ons, none due."""
-    url = backend.fresh()
-    cipher = Cipher(MasterKey.generate())
-    store = SqlStore.open(url, cipher)
-    try:
-        seed_idle(url, total)
-        clock = FixedClock(START)
-        scheduler = Scheduler(SecureKeyService(store, cipher, clock), clock)
-        scheduler.tick()  # warm the pool and the statement cache
-        times = []
-        for _ in range(ticks):
-            started = time.perf_counter()
-            result = scheduler.tick()
-            times.append((time.perf_counter() - started) * 1000)
-            assert not result.rotated
-        return times
-    finally:
-        store.close()
+    """Milliseconds per idle tick: ``bench/idle_tick.py`` measures it (seeded by bulk SQL)."""
+    from idle_tick import ticks as idle_ticks  # here: idle_tick imports this module
+
+    return idle_ticks(backend, total, ticks)[0]
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
