@@ -6,6 +6,7 @@ import base64
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 from tests import pg
 from tests.conftest import drop_pg_database, new_pg_database
 from tests.servers import Server, running_server
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -144,3 +146,40 @@ def test_workers_on_sqlite_are_refused_with_the_reason(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "--workers 2 needs PostgreSQL" in done.stderr
     assert "LISTEN/NOTIFY" in done.stderr
+
+
+def test_a_killed_worker_is_replaced_and_the_port_keeps_serving(
+    pg_server: pg.PgServer, tmp_path: Path
+) -> None:
+    """SIGKILL of one of two workers: the supervisor starts a new one within seconds, the
+    survivor answers meanwhile, and afterwards every request on the shared port succeeds."""
+    url = new_pg_database(pg_server)
+    try:
+        with (
+            running_server(
+                tmp_path / "data",
+                database_url=url,
+                master_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+                args=("--workers", "2"),
+            ) as server,
+            server.client() as http,
+        ):
+            workers = _children(server.process.pid)
+            assert len(workers) == 2, workers
+            http.post("/apps", json={"name": "service-1"}).raise_for_status()
+            victim = min(workers)
+            os.kill(victim, signal.SIGKILL)
+            served_meanwhile = http.get("/apps/service-1")
+            assert served_meanwhile.status_code == 200, served_meanwhile.text
+            replaced = wait_until(
+                lambda: (now := _children(server.process.pid)) - workers and len(now) == 2 and now,
+                timeout=30,
+                what="a new worker in place of the killed one",
+            )
+            assert victim not in replaced
+            print(f"killed worker {victim}; workers now {sorted(replaced)}")
+            answers = [http.get("/apps/service-1").status_code for _ in range(40)]
+            assert answers == [200] * 40, answers
+            assert server.process.poll() is None, "the supervisor exited with a worker"
+    finally:
+        drop_pg_database(pg_server, url)
