@@ -96,7 +96,7 @@ def create_api(
         ping_interval=ping_interval,
         extra={"database": runtime.store.dialect},
     )
-    sink = ReleaseSink(hub, cache)
+    sink = ReleaseSink(hub, cache, forget_token=auth.forget)
     runtime.store.add_listener(sink)
     hooks.listen()
     return _assemble(

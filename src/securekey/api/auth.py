@@ -132,6 +132,9 @@ class Authenticator:
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._used: dict[str, datetime] = {}
         self._lock = threading.Lock()
+        #: Moved by every ``forget``: a check that began before a revocation was heard must not
+        #: put the token back in the cache after it (the read cache has the same guard).
+        self._generation = 0
 
     def cached(self, raw: str) -> Principal | None:
         """The principal for ``raw`` if recently verified (no database access)."""
@@ -163,6 +166,7 @@ class Authenticator:
             found = self.cached(raw)
             if found is not None:
                 return found
+            generation = self._generation
             try:
                 principal = self.tokens.authenticate(raw)
             except UnavailableError:
@@ -177,7 +181,8 @@ class Authenticator:
         with self._lock:
             if len(self._cache) > 50_000:
                 self._cache.clear()
-            self._cache[self.tokens.digest(raw)] = (principal, time.monotonic())
+            if generation == self._generation:
+                self._cache[self.tokens.digest(raw)] = (principal, time.monotonic())
         self._note_use(principal)
         return principal
 
@@ -199,6 +204,7 @@ class Authenticator:
     def forget(self, token_id: str | None = None) -> None:
         """Drop cached tokens (one by id, or all)."""
         with self._lock:
+            self._generation += 1
             if token_id is None:
                 self._cache.clear()
                 return

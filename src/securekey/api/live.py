@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from securekey.api.broadcast import ReleaseHub
 from securekey.exceptions import RateLimitedError
 from securekey.services import IDENTITY_CHANGED, ReleaseNotice
-from securekey.services.ports import NOTICES_LOST
+from securekey.services.ports import NOTICES_LOST, TOKEN_REVOKED
 
 __all__ = [
     "CachedConfig",
@@ -208,13 +208,26 @@ class ConfigCache:
 
 
 class ReleaseSink:
-    """Where the store's notices go: the read cache, then the broadcast hub."""
+    """Where the store's notices go: the token and read caches, then the broadcast hub."""
 
-    def __init__(self, hub: ReleaseHub, cache: ConfigCache) -> None:
+    def __init__(
+        self,
+        hub: ReleaseHub,
+        cache: ConfigCache,
+        forget_token: Callable[[str], None] | None = None,
+    ) -> None:
         self.hub = hub
         self.cache = cache
+        self.forget_token = forget_token
 
     def __call__(self, notices: Sequence[ReleaseNotice]) -> None:
+        if self.forget_token is not None:
+            # A token revoked on any replica stops working here at once, not when the cached
+            # check of it expires. (A lost notice is covered by that expiry: clearing every
+            # token here would also end "verified tokens keep working" during an outage.)
+            for notice in notices:
+                if notice.version == TOKEN_REVOKED:
+                    self.forget_token(notice.app_id)
         if any(notice.version == NOTICES_LOST for notice in notices):
             self.cache.clear()  # notices may have been missed: serve nothing as fresh
         self.cache.invalidate(notices)
