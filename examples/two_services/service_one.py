@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from shared import Settings, close_ring, print_exit_stats, ring_stats
+from shared import Settings, close_ring, print_exit_stats, print_started, ring_stats
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -112,6 +112,7 @@ def create_app() -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        print_started("service-1")
         yield
         print_exit_stats("service-1", counts, ring)
         close_ring(ring)

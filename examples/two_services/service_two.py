@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from shared import Settings, SettingsError, close_ring, print_exit_stats, ring_stats
+from shared import Settings, SettingsError, close_ring, print_exit_stats, print_started, ring_stats
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -123,6 +123,7 @@ def create_app() -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        print_started("service-2")
         yield
         print_exit_stats("service-2", totals, ring)
         await client.aclose()

@@ -177,6 +177,14 @@ def ring_stats(ring: KeyRing) -> dict[str, object]:
 
 #: Each service prints one line starting with this when it stops: its counters as JSON.
 EXIT_STATS = "two-services-stats "
+#: And this line once it serves (its server handles SIGTERM from then on, so it will print the
+#: stats line when stopped; a process stopped while still importing just ends).
+STARTED = "two-services-started "
+
+
+def print_started(service: str) -> None:
+    """Say this process serves now."""
+    print(STARTED + service, file=sys.stderr, flush=True)
 
 
 def print_exit_stats(service: str, counts: object, ring: KeyRing) -> None:
