@@ -48,8 +48,8 @@ soak: $(STAMP)
 	SECUREKEY_SOAK=1 $(BIN)/pytest tests/faults tests/e2e/test_consumers_outage.py tests/e2e/test_two_services.py tests/client/test_run_restarts.py -p no:cacheprovider -s $(PYTEST_ARGS)
 
 ## Every benchmark (bench/*.py) with its anchors, then docs/benchmarks.md and docs/img/bench-*.png
-## from that run (~15 minutes on 2 cores; needs wrk). `make bench BENCH_ARGS=--smoke`: seconds.
-bench: $(STAMP)
+## from that run (~15 minutes on 2 cores; needs wrk; installs the Heroku CLI anchor like make test). `make bench BENCH_ARGS=--smoke`: seconds.
+bench: $(STAMP) heroku-cli
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
