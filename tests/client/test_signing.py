@@ -121,3 +121,14 @@ def test_the_replay_cache_needs_room() -> None:
     """A cache of no entries is a configuration mistake."""
     with pytest.raises(ValueError, match="at least 1"):
         ReplayCache(max_entries=0)
+
+
+def test_fields_in_any_order_parse_like_the_written_form() -> None:
+    """The header as sign_request writes it and the same fields reordered give one Signature."""
+    header = sign_request(KEY, "GET", "/x", b"")
+    written = Signature.parse(header)
+    reordered = Signature.parse(", ".join(reversed(header.split(","))))
+    assert reordered == written
+    assert (written.keyid, written.nonce) == (KEY.fingerprint, header.split("nonce=")[1][:32])
+    assert f"sig={written.sig}" in header
+    assert f"ts={written.timestamp}" in header
