@@ -185,22 +185,23 @@ class ReplayCache:
 
     def remember(self, signature: Signature, *, now: float, window: float) -> bool:
         """Record ``signature``; False if it was seen before (or cannot be proven new)."""
-        expires = signature.timestamp + window
+        timestamp, sig = signature.timestamp, signature.sig
+        seen = self._seen
         with self._lock:
-            while self._seen:
-                oldest = next(iter(self._seen))
-                if self._seen[oldest][0] >= now:
+            while seen:
+                oldest, (expired_at, _) = next(iter(seen.items()))
+                if expired_at >= now:
                     break
-                del self._seen[oldest]
-            if signature.sig in self._seen or signature.timestamp <= self._floor:
+                del seen[oldest]
+            if sig in seen or timestamp <= self._floor:
                 return False
-            if len(self._seen) >= self._max:
-                _, (expired_at, ts) = self._seen.popitem(last=False)
+            if len(seen) >= self._max:
+                _, (expired_at, ts) = seen.popitem(last=False)
                 if expired_at >= now:
                     self._floor = max(self._floor, ts)
-                if signature.timestamp <= self._floor:
+                if timestamp <= self._floor:
                     return False
-            self._seen[signature.sig] = (expires, signature.timestamp)
+            seen[sig] = (timestamp + window, timestamp)
             return True
 
 

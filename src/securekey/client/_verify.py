@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from securekey.client._errors import VerificationError
 from securekey.client._ring import KeyRing
@@ -37,6 +37,25 @@ DEFAULT_KEY_HEADER = "Authorization"
 Mode = Literal["bearer", "signed"]
 _KEY = re.compile(r"[0-9A-Fa-f]{64}")
 _SIGNATURE_NAME = SIGNATURE_HEADER.lower()
+
+
+class _Mac(Protocol):
+    def copy(self) -> _Mac: ...
+    def update(self, msg: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+def _keyed(key: bytes) -> _Mac:
+    """An HMAC-SHA256 state keyed with ``key``, to ``copy`` once per message.
+
+    The OpenSSL object ``hmac.new`` wraps, when there is one: copying it directly skips the
+    Python wrapper (a third of the HMAC's time per signed request).
+    """
+    try:
+        from _hashlib import hmac_new
+    except ImportError:  # pragma: no cover - a Python built without OpenSSL
+        return hmac.new(key, digestmod=hashlib.sha256)
+    return hmac_new(key, digestmod="sha256")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +116,8 @@ class _Keys:
         self.pair = pair
         self.latest_hex, self.previous_hex = latest.hex, previous.hex
         self.latest_fp, self.previous_fp = latest.fingerprint, previous.fingerprint
-        self.latest_mac = hmac.new(latest.bytes, digestmod=hashlib.sha256)
-        self.previous_mac = hmac.new(previous.bytes, digestmod=hashlib.sha256)
+        self.latest_mac = _keyed(latest.bytes)
+        self.previous_mac = _keyed(previous.bytes)
         self.bearer_latest = Verified("bearer", "latest", self.latest_fp, latest)
         self.bearer_previous = Verified("bearer", "previous", self.previous_fp, latest)
         self.signed_latest = Verified("signed", "latest", self.latest_fp, latest)
