@@ -427,3 +427,18 @@ def test_nothing_a_verifier_holds_shows_key_material() -> None:
     for key in (pair.latest, pair.previous):
         assert key.hex not in shown.upper()
         assert key.bytes.hex() not in shown.lower()
+
+
+def test_each_request_is_held_to_its_own_host() -> None:
+    """Requests for allowed and other hosts, interleaved, each get their own answer."""
+    ring = StaticKeyRing()
+    verifier = _verifier(ring, hosts=["svc.internal", "svc.internal:8001"])
+    answers = []
+    for sent in ["svc.internal:443", "evil.internal", "SVC.internal:8001", "", "svc.internal"]:
+        header = sign_request(ring.latest, "GET", "/", b"", host=sent, timestamp=int(NOW))
+        headers = {"Securekey-Signature": header} | ({"Host": sent} if sent else {})
+        try:
+            answers.append(verifier.verify("GET", "/", headers).slot)
+        except VerificationError as exc:
+            answers.append(exc.reason)
+    assert answers == ["latest", "wrong_host", "latest", "wrong_host", "latest"]

@@ -103,6 +103,8 @@ class Signature:
         formatted = _FORMATTED.fullmatch(header)
         if formatted is not None:  # what sign_request writes: no general parse needed
             keyid, ts, nonce, sig = formatted.groups()
+            if cls is Signature:
+                return _checked(keyid, int(ts), nonce, sig)
             return cls(keyid, int(ts), nonce, sig)
         fields: dict[str, str] = {}
         for part in header.split(","):
@@ -125,6 +127,24 @@ class Signature:
         """Whether this signature is ``key``'s over the request, compared in constant time."""
         message = canonical_request(method, target, self.timestamp, self.nonce, body, host=host)
         return key.signed(message, self.sig)
+
+
+# A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, a third
+# of the parse. Fields already checked by ``parse`` are set through the slots directly.
+_SET_FIELDS = tuple(
+    getattr(Signature, name).__set__ for name in ("keyid", "timestamp", "nonce", "sig")
+)
+
+
+def _checked(keyid: str, timestamp: int, nonce: str, sig: str) -> Signature:
+    """``Signature(keyid, timestamp, nonce, sig)`` for fields ``parse`` has validated."""
+    made = object.__new__(Signature)
+    set_keyid, set_timestamp, set_nonce, set_sig = _SET_FIELDS
+    set_keyid(made, keyid)
+    set_timestamp(made, timestamp)
+    set_nonce(made, nonce)
+    set_sig(made, sig)
+    return made
 
 
 def sign_request(

@@ -215,6 +215,7 @@ class Verifier:
         self._accepts_bearer = "bearer" in self.modes
         self._accepts_signed = "signed" in self.modes
         self._ready = _Keys(ring.current)
+        self._last_host = ("", "")  # a Host header as sent, and as signed (canonical_host)
 
     def wants_body(self, headers: Mapping[str, str]) -> bool:
         """Whether verifying needs the request body (a signed request in a signed mode)."""
@@ -251,7 +252,11 @@ class Verifier:
                     f"The request's timestamp is {int(skew)} s away from the server's clock "
                     f"(allowed: {int(self.window)} s).",
                 )
-            canonical = canonical_host(host or "")
+            host = host or ""
+            seen, canonical = self._last_host  # most requests name the same host
+            if host != seen:
+                canonical = canonical_host(host)
+                self._last_host = (host, canonical)
             if self.hosts is not None and canonical not in self.hosts:
                 raise VerificationError(
                     "wrong_host",
