@@ -5,8 +5,8 @@ and of a bearer PREVIOUS (the fallback), ``Verifier.verify`` of a signed request
 verified again and again, the replay cache off, as the anchor checks one value again and
 again), and of fresh signed requests (each one new, the replay cache on: what a server does);
 the anchor is itsdangerous ``Signer.unsign`` with the key list ``[PREVIOUS, LATEST]`` of a
-value signed with PREVIOUS (its fallback path). Each figure is the best of 5 repeats of
-``--number`` calls, the repeats interleaved. Goals: bearer ≤ 1 µs, signed ≤ 10 µs.
+value signed with PREVIOUS (its fallback path). Each figure is the best of ``--repeats`` (5)
+repeats of ``--number`` calls, the repeats interleaved. Goals: bearer ≤ 1 µs, signed ≤ 10 µs.
 Run: ``python bench/verify.py``.
 """
 
@@ -83,6 +83,9 @@ def main() -> int:
     """Time each verify, print them with the ratio to itsdangerous."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--number", type=int, default=100_000, help="calls per repeat")
+    parser.add_argument(
+        "--repeats", type=int, default=REPEATS, help="repeats (best kept; more on a busy machine)"
+    )
     parser.add_argument("--smoke", action="store_true", help="1,000 calls per repeat")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
@@ -106,7 +109,7 @@ def main() -> int:
     ):
         raise SystemExit("the anchor or the verifier does not accept its input")
     print(
-        f"{number:,} calls x best of {REPEATS}; bearer: 'Authorization: Bearer <64 hex>' "
+        f"{number:,} calls x best of {args.repeats}; bearer: 'Authorization: Bearer <64 hex>' "
         f"(one header); signed: {METHOD} {TARGET}, {len(BODY)}-byte body, Host {HOST}, "
         "hosts allow-list on; anchor: itsdangerous Signer([PREVIOUS, LATEST]).unsign of a "
         "value signed with PREVIOUS",
@@ -129,7 +132,7 @@ def main() -> int:
     # Repeats interleave the anchor and every figure, so a busy moment of a shared machine
     # slows all of them alike; each keeps its best repeat.
     best = [float("inf")] * (len(figures) + 1)
-    for _ in range(REPEATS):
+    for _ in range(args.repeats):
         for i, run in enumerate([anchor_run, *(f[1] for f in figures)]):
             best[i] = min(best[i], run() / number * 1e6)
     anchor = best[0]

@@ -198,6 +198,8 @@ class ReplayCache:
         self._max = max_entries
         self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self._floor = -1
+        # The oldest entry's expiry, so that a call with nothing to forget costs one compare.
+        self._oldest_expires = math.inf
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -208,21 +210,33 @@ class ReplayCache:
         timestamp, sig = signature.timestamp, signature.sig
         seen = self._seen
         with self._lock:
-            while seen:
-                oldest, (expired_at, _) = next(iter(seen.items()))
-                if expired_at >= now:
-                    break
-                del seen[oldest]
+            if now > self._oldest_expires:
+                self._forget_expired(now)
             if sig in seen or timestamp <= self._floor:
                 return False
             if len(seen) >= self._max:
                 _, (expired_at, ts) = seen.popitem(last=False)
                 if expired_at >= now:
                     self._floor = max(self._floor, ts)
+                self._oldest_expires = next(iter(seen.values()))[0] if seen else math.inf
                 if timestamp <= self._floor:
                     return False
-            seen[sig] = (timestamp + window, timestamp)
+            expires = timestamp + window
+            if not seen:
+                self._oldest_expires = expires
+            seen[sig] = (expires, timestamp)
             return True
+
+    def _forget_expired(self, now: float) -> None:
+        """Drop entries from the oldest on while they have expired (the caller holds the lock)."""
+        seen = self._seen
+        while seen:
+            oldest, (expires, _) = next(iter(seen.items()))
+            if expires >= now:
+                self._oldest_expires = expires
+                return
+            del seen[oldest]
+        self._oldest_expires = math.inf
 
 
 class SetIfAbsent(Protocol):
