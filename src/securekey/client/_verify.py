@@ -214,6 +214,7 @@ class Verifier:
         self._bearer = self._header_key == "authorization"
         self._accepts_bearer = "bearer" in self.modes
         self._accepts_signed = "signed" in self.modes
+        self._bearer_first = self._bearer and self._accepts_bearer
         self._ready = _Keys(ring.current)
         self._last_host = ("", "")  # a Host header as sent, and as signed (canonical_host)
 
@@ -230,19 +231,14 @@ class Verifier:
         return ready
 
     def _prepare(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        target: str,
+        raw: str | None,
+        signed: str | None,
+        host: str | None,
+        body: bytes,
     ) -> _Attempt:
-        # Header names are matched in any case; of two spellings of one name the last wins.
-        wanted = self._header_key
-        raw = signed = host = None
-        for name, value in headers.items():
-            name = name.lower()
-            if name == wanted:
-                raw = value
-            if name == _SIGNATURE_NAME:
-                signed = value
-            if name == "host":
-                host = value
         if signed is not None and self._accepts_signed:
             signature = Signature.parse(signed)
             skew = abs(self._clock() - signature.timestamp)
@@ -319,10 +315,31 @@ class Verifier:
 
         ``target`` is the path and query exactly as sent; ``body`` matters for signatures only.
         """
-        attempt = self._prepare(method, target, headers, body)
+        # Header names in any case, the last spelling winning; inline, this is the hot path.
+        wanted = self._header_key
+        raw = signed = host = None
+        for name, value in headers.items():
+            name = name.lower()
+            if name == wanted:
+                raw = value
+            if name == _SIGNATURE_NAME:
+                signed = value
+            if name == "host":
+                host = value
         ready = self._ready
         if ready.pair is not self.ring.current:
             ready = self._keys()
+        # The common case first: "Authorization: Bearer <a key of the pair>", no signature
+        # that would take precedence. Anything else, or no match, takes the full path below.
+        if (
+            raw is not None
+            and self._bearer_first
+            and (signed is None or not self._accepts_signed)
+            and raw.startswith("Bearer ")
+            and (fast := ready.bearer(raw[7:].strip())) is not None
+        ):
+            return fast
+        attempt = self._prepare(method, target, raw, signed, host, body)
         result = ready.bearer(attempt) if isinstance(attempt, str) else ready.signed(attempt)
         if result is None:
             retry_after = None
@@ -341,10 +358,31 @@ class Verifier:
         self, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
     ) -> Verified:
         """``verify`` for coroutines: the refresh does not block the event loop."""
-        attempt = self._prepare(method, target, headers, body)
+        # Header names in any case, the last spelling winning; inline, this is the hot path.
+        wanted = self._header_key
+        raw = signed = host = None
+        for name, value in headers.items():
+            name = name.lower()
+            if name == wanted:
+                raw = value
+            if name == _SIGNATURE_NAME:
+                signed = value
+            if name == "host":
+                host = value
         ready = self._ready
         if ready.pair is not self.ring.current:
             ready = self._keys()
+        # The common case first: "Authorization: Bearer <a key of the pair>", no signature
+        # that would take precedence. Anything else, or no match, takes the full path below.
+        if (
+            raw is not None
+            and self._bearer_first
+            and (signed is None or not self._accepts_signed)
+            and raw.startswith("Bearer ")
+            and (fast := ready.bearer(raw[7:].strip())) is not None
+        ):
+            return fast
+        attempt = self._prepare(method, target, raw, signed, host, body)
         result = ready.bearer(attempt) if isinstance(attempt, str) else ready.signed(attempt)
         if result is None:
             retry_after = None
