@@ -31,7 +31,16 @@ sys.exit(code)
 
 #: What a config read must never load: the server, the ORM, and the full command line's stack.
 NEVER = ("securekey.api", "securekey.store", "sqlalchemy", "fastapi", "starlette", "uvicorn")
-NOT_ON_THE_FAST_PATH = ("typer", "click", "rich", "httpx", "httpcore", "securekey.cli.entry")
+#: typing too: importing it was a tenth of the fast path's start-up (bench/notes.md).
+NOT_ON_THE_FAST_PATH = (
+    "typer",
+    "click",
+    "rich",
+    "httpx",
+    "httpcore",
+    "securekey.cli.entry",
+    "typing",
+)
 
 
 def _imports(cli: Cli, tmp_path: Path, *args: str) -> tuple[int, str, list[str]]:
@@ -48,7 +57,7 @@ def _loaded(modules: list[str], names: tuple[str, ...]) -> list[str]:
 def test_config_imports_neither_the_server_nor_typer_rich_or_httpx(
     cli: Cli, http: httpx.Client, tmp_path: Path
 ) -> None:
-    """``config -a APP`` and ``config:get`` load no server, ORM, typer, rich or httpx module."""
+    """``config -a APP`` and ``config:get`` load no server, ORM, typer, rich, httpx or typing."""
     make_app(http, "fast-app", "securekey:fortnightly")
     for args in (("config", "-a", "fast-app"), ("config:get", "SECURE_KEY", "-a", "fast-app")):
         code, out, modules = _imports(cli, tmp_path, *args)

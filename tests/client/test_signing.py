@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 
@@ -121,3 +122,27 @@ def test_the_replay_cache_needs_room() -> None:
     """A cache of no entries is a configuration mistake."""
     with pytest.raises(ValueError, match="at least 1"):
         ReplayCache(max_entries=0)
+
+
+def test_fields_in_any_order_parse_like_the_written_form() -> None:
+    """The header as sign_request writes it and the same fields reordered give one Signature."""
+    header = sign_request(KEY, "GET", "/x", b"")
+    written = Signature.parse(header)
+    reordered = Signature.parse(", ".join(reversed(header.split(","))))
+    assert reordered == written
+    assert (written.keyid, written.nonce) == (KEY.fingerprint, header.split("nonce=")[1][:32])
+    assert f"sig={written.sig}" in header
+    assert f"ts={written.timestamp}" in header
+
+
+def test_a_parsed_signature_is_an_ordinary_frozen_signature() -> None:
+    """What parse returns equals, hashes and reprs like Signature(...) and cannot be changed."""
+    header = sign_request(KEY, "GET", "/x", b"", timestamp=1700000000, nonce=NONCE)
+    parsed = Signature.parse(header)
+    built = Signature(KEY.fingerprint, 1700000000, NONCE, header.rsplit("sig=", 1)[1])
+    assert parsed == built
+    assert hash(parsed) == hash(built)
+    assert repr(parsed) == repr(built)
+    assert type(parsed) is Signature
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.sig = "0" * 64  # type: ignore[misc]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from securekey.client import (
+    Key,
     KeyPair,
     KeyRing,
     KeyValueReplayCache,
@@ -371,3 +372,73 @@ async def test_averify_awaits_a_shared_cache_that_offers_aremember() -> None:
     with pytest.raises(VerificationError) as caught:
         await verifier.averify("POST", "/orders?id=1", headers, b"{}")
     assert caught.value.reason == "replayed"
+
+
+def test_a_rotation_is_seen_by_the_next_request() -> None:
+    """After the ring swaps its pair, the very next request is checked against the new pair."""
+    ring = StaticKeyRing()
+    verifier = _verifier(ring)
+    first = ring.current
+    assert verifier.verify("GET", "/", {"Authorization": f"Bearer {first.latest.hex}"})
+    second = ring.rotate()
+    ok = verifier.verify("GET", "/", {"Authorization": f"Bearer {second.latest.hex}"})
+    assert (ok.slot, ok.keyid, ok.latest) == ("latest", second.latest.fingerprint, second.latest)
+    old = verifier.verify("GET", "/", {"Authorization": f"Bearer {first.latest.hex}"})
+    assert (old.slot, old.latest) == ("previous", second.latest)
+    assert _refused(verifier, {"Authorization": f"Bearer {first.previous.hex}"}) == "unknown_key"
+    signed = verifier.verify(
+        "POST", "/orders?id=1", {"Securekey-Signature": _signed(second)}, b"{}"
+    )
+    assert (signed.mode, signed.keyid) == ("signed", second.latest.fingerprint)
+    headers = {"Securekey-Signature": _signed(first, "previous", ts=NOW - 1)}
+    assert _refused(verifier, headers, b"{}") == "unknown_key"
+
+
+def test_a_key_spelled_with_lookalike_characters_is_malformed() -> None:
+    """A non-ASCII spelling whose upper case is the key ('\\ufb00' is 'FF') is refused."""
+    pair = KeyPair(Key("FF" + "0" * 62), Key("1" * 64))
+    ring = StaticKeyRing(pair)
+    lookalike = "\ufb00" + "0" * 62
+    assert lookalike.upper() == pair.latest.hex
+    assert _refused(_verifier(ring), {"Authorization": f"Bearer {lookalike}"}) == "malformed"
+    assert ring.refreshes == 0
+
+
+def test_header_names_match_in_any_case_and_the_last_spelling_wins() -> None:
+    """Of two spellings of Authorization the later one counts; a signature in any case wins."""
+    ring = StaticKeyRing()
+    verifier = _verifier(ring)
+    good, wrong = f"Bearer {ring.present()}", "Bearer short"
+    assert verifier.verify("GET", "/", {"AUTHORIZATION": wrong, "authorization": good})
+    assert _refused(verifier, {"authorization": good, "AUTHORIZATION": wrong}) == "malformed"
+    tampered = _signed(ring.current, body=b"other")
+    headers = {"Authorization": good, "SECUREKEY-SIGNATURE": tampered}
+    assert _refused(verifier, headers, b"{}") == "bad_signature"
+
+
+def test_nothing_a_verifier_holds_shows_key_material() -> None:
+    """The repr of every attribute of a verifier that has checked requests names no key."""
+    ring = StaticKeyRing()
+    verifier = _verifier(ring)
+    pair = ring.current
+    verifier.verify("GET", "/", {"Authorization": f"Bearer {pair.latest.hex}"})
+    verifier.verify("POST", "/orders?id=1", {"Securekey-Signature": _signed(pair)}, b"{}")
+    shown = repr(verifier) + "".join(repr(value) for value in vars(verifier).values())
+    for key in (pair.latest, pair.previous):
+        assert key.hex not in shown.upper()
+        assert key.bytes.hex() not in shown.lower()
+
+
+def test_each_request_is_held_to_its_own_host() -> None:
+    """Requests for allowed and other hosts, interleaved, each get their own answer."""
+    ring = StaticKeyRing()
+    verifier = _verifier(ring, hosts=["svc.internal", "svc.internal:8001"])
+    answers = []
+    for sent in ["svc.internal:443", "evil.internal", "SVC.internal:8001", "", "svc.internal"]:
+        header = sign_request(ring.latest, "GET", "/", b"", host=sent, timestamp=int(NOW))
+        headers = {"Securekey-Signature": header} | ({"Host": sent} if sent else {})
+        try:
+            answers.append(verifier.verify("GET", "/", headers).slot)
+        except VerificationError as exc:
+            answers.append(exc.reason)
+    assert answers == ["latest", "wrong_host", "latest", "wrong_host", "latest"]

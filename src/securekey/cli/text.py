@@ -6,7 +6,11 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Mapping
-from typing import TextIO
+
+# Not ``typing.TYPE_CHECKING``: importing typing is a tenth of the fast path's start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 __all__ = ["GLYPH", "MARK", "mask_keys", "robust", "safe", "wants_color"]
 

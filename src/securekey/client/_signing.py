@@ -52,14 +52,21 @@ _KEYID = re.compile(r"[0-9a-f]{12}")
 _NONCE = re.compile(r"[0-9a-f]{16,64}")
 _SIG = re.compile(r"[0-9a-f]{64}")
 _TS = re.compile(r"[0-9]{1,12}")
+#: The header exactly as ``Signature.format`` writes it: one match instead of a general parse.
+#: It accepts a subset of what the general parser does and reads the same fields from it.
+_FORMATTED = re.compile(
+    r"keyid=([0-9a-f]{12}),ts=([0-9]{1,12}),nonce=([0-9a-f]{16,64}),sig=([0-9a-f]{64})"
+)
+_EMPTY_BODY_DIGEST = hashlib.sha256(b"").hexdigest()
 
 
 def canonical_host(host: str) -> str:
     """A Host header as signed: trimmed, lower case, without a default port (:80, :443)."""
     value = host.strip().lower()
-    for port in (":80", ":443"):
-        if value.endswith(port):
-            return value[: -len(port)]
+    if value.endswith(":80"):
+        return value[:-3]
+    if value.endswith(":443"):
+        return value[:-4]
     return value
 
 
@@ -67,17 +74,18 @@ def canonical_request(
     method: str, target: str, timestamp: int, nonce: str, body: bytes, *, host: str = ""
 ) -> bytes:
     """The exact bytes that are signed (see the module docstring)."""
-    digest = hashlib.sha256(body).hexdigest()
-    lines = (
-        SIGNATURE_VERSION,
-        method.upper(),
-        canonical_host(host),
-        target or "/",
-        str(timestamp),
-        nonce,
-        digest,
-    )
-    return "\n".join(lines).encode("utf-8")
+    return _canonical(method, canonical_host(host), target, timestamp, nonce, body)
+
+
+def _canonical(
+    method: str, host: str, target: str, timestamp: int, nonce: str, body: bytes
+) -> bytes:
+    """``canonical_request`` for a ``host`` already canonical (the verifier has it so)."""
+    digest = hashlib.sha256(body).hexdigest() if body else _EMPTY_BODY_DIGEST
+    return (
+        f"{SIGNATURE_VERSION}\n{method.upper()}\n{host}\n{target or '/'}\n"
+        f"{timestamp!s}\n{nonce}\n{digest}"
+    ).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,12 @@ class Signature:
     @classmethod
     def parse(cls, header: str) -> Signature:
         """Parse a header value; VerificationError("malformed") if it is not exactly our form."""
+        formatted = _FORMATTED.fullmatch(header)
+        if formatted is not None:  # what sign_request writes: no general parse needed
+            keyid, ts, nonce, sig = formatted.groups()
+            if cls is Signature:
+                return _checked(keyid, int(ts), nonce, sig)
+            return cls(keyid, int(ts), nonce, sig)
         fields: dict[str, str] = {}
         for part in header.split(","):
             name, sep, value = part.strip().partition("=")
@@ -113,6 +127,24 @@ class Signature:
         """Whether this signature is ``key``'s over the request, compared in constant time."""
         message = canonical_request(method, target, self.timestamp, self.nonce, body, host=host)
         return key.signed(message, self.sig)
+
+
+# A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, a third
+# of the parse. Fields already checked by ``parse`` are set through the slots directly.
+_SET_FIELDS = tuple(
+    getattr(Signature, name).__set__ for name in ("keyid", "timestamp", "nonce", "sig")
+)
+
+
+def _checked(keyid: str, timestamp: int, nonce: str, sig: str) -> Signature:
+    """``Signature(keyid, timestamp, nonce, sig)`` for fields ``parse`` has validated."""
+    made = object.__new__(Signature)
+    set_keyid, set_timestamp, set_nonce, set_sig = _SET_FIELDS
+    set_keyid(made, keyid)
+    set_timestamp(made, timestamp)
+    set_nonce(made, nonce)
+    set_sig(made, sig)
+    return made
 
 
 def sign_request(
@@ -166,6 +198,8 @@ class ReplayCache:
         self._max = max_entries
         self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self._floor = -1
+        # The oldest entry's expiry, so that a call with nothing to forget costs one compare.
+        self._oldest_expires = math.inf
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -173,23 +207,36 @@ class ReplayCache:
 
     def remember(self, signature: Signature, *, now: float, window: float) -> bool:
         """Record ``signature``; False if it was seen before (or cannot be proven new)."""
-        expires = signature.timestamp + window
+        timestamp, sig = signature.timestamp, signature.sig
+        seen = self._seen
         with self._lock:
-            while self._seen:
-                oldest = next(iter(self._seen))
-                if self._seen[oldest][0] >= now:
-                    break
-                del self._seen[oldest]
-            if signature.sig in self._seen or signature.timestamp <= self._floor:
+            if now > self._oldest_expires:
+                self._forget_expired(now)
+            if sig in seen or timestamp <= self._floor:
                 return False
-            if len(self._seen) >= self._max:
-                _, (expired_at, ts) = self._seen.popitem(last=False)
+            if len(seen) >= self._max:
+                _, (expired_at, ts) = seen.popitem(last=False)
                 if expired_at >= now:
                     self._floor = max(self._floor, ts)
-                if signature.timestamp <= self._floor:
+                self._oldest_expires = next(iter(seen.values()))[0] if seen else math.inf
+                if timestamp <= self._floor:
                     return False
-            self._seen[signature.sig] = (expires, signature.timestamp)
+            expires = timestamp + window
+            if not seen:
+                self._oldest_expires = expires
+            seen[sig] = (expires, timestamp)
             return True
+
+    def _forget_expired(self, now: float) -> None:
+        """Drop entries from the oldest on while they have expired (the caller holds the lock)."""
+        seen = self._seen
+        while seen:
+            oldest, (expires, _) = next(iter(seen.items()))
+            if expires >= now:
+                self._oldest_expires = expires
+                return
+            del seen[oldest]
+        self._oldest_expires = math.inf
 
 
 class SetIfAbsent(Protocol):
