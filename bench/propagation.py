@@ -15,9 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import httpx
@@ -100,12 +103,8 @@ async def _post(port: int, path: str, headers: str) -> float:
         writer.close()
 
 
-async def one_round(
-    port: int, path: str, token: str, count: int, rotate: Callable[[], Awaitable[float]],
-    pair: Callable[[], Awaitable[str]], timeout: float,
-) -> tuple[list[float], int, float]:  # fmt: skip
-    """``count`` watchers, one rotation: (latencies in ms of those that got it, how many not,
-    ms until the rotation request itself was answered)."""
+async def _open_watchers(port: int, path: str, token: str, count: int) -> list[Watcher]:
+    """``count`` streams, each holding its first event."""
     loop = asyncio.get_running_loop()
     request = f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n"
     request = (request + f"Authorization: Bearer {token}\r\n\r\n").encode()
@@ -122,27 +121,96 @@ async def one_round(
             transport.write(request)
             await asyncio.wait_for(opened, 120)
 
+    await asyncio.gather(*(start() for _ in range(count)))
+    return watchers
+
+
+async def _client_main(conn: Connection, port: int, path: str, token: str, count: int) -> None:
+    watchers = await _open_watchers(port, path, token, count)
+    conn.send("ready")
     try:
-        await asyncio.gather(*(start() for _ in range(count)))
-        await asyncio.sleep(0.5)
-        sent = time.perf_counter()
-        answered = await rotate()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(w.changed_at is None for w in watchers):
+        told = False
+        while not conn.poll():  # the parent's next message is the pair, after the round
+            if not told and all(w.changed_at is not None for w in watchers):
+                conn.send("done")
+                told = True
             await asyncio.sleep(0.005)
-        new = await pair()
-        got = [w for w in watchers if w.changed_at is not None and w.holds(new)]
-        latencies = [((w.changed_at or sent) - sent) * 1000 for w in got]
-        return latencies, count - len(got), (answered - sent) * 1000
+        pair = conn.recv()
+        got = [w.changed_at for w in watchers if w.changed_at is not None and w.holds(pair)]
+        conn.send((got, count - len(got)))
     finally:
         for w in watchers:
             w.close()
 
 
+def _client(conn: Connection, port: int, path: str, token: str, count: int) -> None:
+    """A watcher process: ``count`` streams on its own event loop (uvloop when installed)."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_client_main(conn, port, path, token, count))
+
+
+async def one_round(
+    port: int, path: str, token: str, count: int, rotate: Callable[[], Awaitable[float]],
+    pair: Callable[[], Awaitable[str]], timeout: float, clients: int,
+) -> tuple[list[float], int, float]:  # fmt: skip
+    """``count`` watchers in ``clients`` processes, one rotation: (latencies in ms of those
+    that got it, how many not, ms until the rotation request itself was answered).
+
+    The watchers live in their own processes so that reading thousands of sockets competes
+    with the server only for the cores, not also with this process's rotation request; the
+    moments are ``perf_counter`` (CLOCK_MONOTONIC: one clock for every process)."""
+    spawn = multiprocessing.get_context("spawn")
+    shares = [count // clients + (1 if i < count % clients else 0) for i in range(clients)]
+    pipes, procs = [], []
+    for share in filter(None, shares):
+        mine, theirs = spawn.Pipe()
+        proc = spawn.Process(target=_client, args=(theirs, port, path, token, share))
+        proc.start()
+        pipes.append(mine)
+        procs.append(proc)
+
+    async def hear(conn: Connection, seconds: float) -> object:
+        if not await asyncio.to_thread(conn.poll, seconds):
+            return None
+        return conn.recv()
+
+    try:
+        for conn in pipes:
+            if await hear(conn, 300) != "ready":
+                raise RuntimeError("a watcher process did not open its streams")
+        await asyncio.sleep(0.5)
+        sent = time.perf_counter()
+        answered = await rotate()
+        deadline = time.monotonic() + timeout
+        for conn in pipes:
+            await hear(conn, max(0.0, deadline - time.monotonic()))  # "done", or late
+        new = await pair()
+        latencies: list[float] = []
+        missing = 0
+        for conn in pipes:
+            conn.send(new)
+            reply = await hear(conn, 60)
+            while reply == "done":  # came after the deadline
+                reply = await hear(conn, 60)
+            assert isinstance(reply, tuple), reply
+            got, lacking = reply
+            latencies += [(at - sent) * 1000 for at in got]
+            missing += lacking
+        return latencies, missing, (answered - sent) * 1000
+    finally:
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+
+
 Result = dict[int, tuple[list[float], int, float]]
 
 
-async def measure_securekey(sizes: list[int], timeout: float) -> Result:
+async def measure_securekey(sizes: list[int], timeout: float, clients: int) -> Result:
     """Each size against one `securekey server`."""
     most = str(max(sizes) + 100)
     flags = ("--max-streams", most, "--max-streams-per-token", most)
@@ -162,12 +230,12 @@ async def measure_securekey(sizes: list[int], timeout: float) -> Result:
 
             path = "/apps/service-1/config-vars/stream"
             return {
-                n: await one_round(port, path, sk.app_token, n, rotate, pair, timeout)
+                n: await one_round(port, path, sk.app_token, n, rotate, pair, timeout, clients)
                 for n in sizes
             }
 
 
-async def measure_anchor(sizes: list[int], timeout: float) -> Result:
+async def measure_anchor(sizes: list[int], timeout: float, clients: int) -> Result:
     """Each size against the naive fan-out on uvloop + httptools."""
     port = free_port()
     proc = python_server("anchor_fanout:app", port, loop="auto", http="auto")
@@ -182,7 +250,10 @@ async def measure_anchor(sizes: list[int], timeout: float) -> Result:
                 return str((await http.get("/pair")).json()["pair"])
 
             path = "/apps/service-1/config-vars/stream"
-            return {n: await one_round(port, path, "x", n, rotate, pair, timeout) for n in sizes}
+            return {
+                n: await one_round(port, path, "x", n, rotate, pair, timeout, clients)
+                for n in sizes
+            }
     finally:
         stop(proc)
 
@@ -193,6 +264,10 @@ def main() -> int:
     parser.add_argument("--watchers", default="1000,10000", help="sizes (1000,10000)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait per round")
     parser.add_argument("--smoke", action="store_true", help="20 watchers, 10 s timeout")
+    parser.add_argument(
+        "--clients", type=int, default=min(2, os.cpu_count() or 1),
+        help="watcher processes (default: one per core, at most 2)",
+    )  # fmt: skip
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
     if args.smoke:
@@ -205,8 +280,10 @@ def main() -> int:
         import uvloop
 
         uvloop.install()  # the clients on the fastest loop too, so they are not the bottleneck
-    ours = asyncio.run(measure_securekey(sizes, args.timeout))
-    theirs = asyncio.run(measure_anchor(sizes, args.timeout))
+    clients = max(1, args.clients)
+    print(f"watcher processes: {clients}", flush=True)
+    ours = asyncio.run(measure_securekey(sizes, args.timeout, clients))
+    theirs = asyncio.run(measure_anchor(sizes, args.timeout, clients))
     goals = {1000: 25.0, 10000: 200.0}
     for n in sizes:
         (lat, missing, asked), (alat, amissing, aasked) = ours[n], theirs[n]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -321,8 +322,17 @@ class ReleaseHub:
         self._latest[snapshot.app_id] = snapshot
         event = config_event(snapshot)  # once, for every watcher
         release = snapshot.release
-        for watcher in group:
-            watcher.offer(release, event)
+        # The pass allocates a message per watcher: a collection falling due in the middle
+        # (a full one walks every open connection's objects) would hold back everyone after it.
+        collecting = gc.isenabled()
+        if collecting:
+            gc.disable()
+        try:
+            for watcher in group:
+                watcher.offer(release, event)
+        finally:
+            if collecting:
+                gc.enable()
 
     def _end_app(self, app_id: str, last: bytes) -> None:
         for watcher in list(self._apps.get(app_id, ())):
