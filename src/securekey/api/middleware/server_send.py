@@ -3,8 +3,8 @@
 Every raw ASGI middleware (ours, Starlette's error and exception handlers, FastAPI's route
 wrapper) passes ``send`` on wrapped: one coroutine per layer for every message. A live stream
 sends its body for hours, one event per release to thousands of watchers at once; its wrappers
-only look at ``http.response.start``. So the stream sends its start (and its last bytes)
-through them, and its events straight to the server.
+only look at ``http.response.start``. So the stream sends its start through them, and its
+events and last bytes straight to the server.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ class _EventStream(Response):
 
     The start and the opening event go through every middleware; then the watcher writes its
     events itself, with the server's ``send`` (``middleware.server_send``), from the hub's
-    fan-out pass: this handler only waits for the end, to send the last bytes.
+    fan-out pass: this handler only waits for the end, to send the last bytes (the same way).
     """
 
     def __init__(
@@ -128,11 +128,13 @@ class _EventStream(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
             await send({"type": "http.response.body", "body": self._opening, "more_body": True})
-            watcher.attach(server_send(scope, send))
+            direct = server_send(scope, send)
+            watcher.attach(direct)
             self._hub.subscribe(watcher)
             await watcher.ended()
-            if not gone.done():
-                await send({"type": "http.response.body", "body": watcher.last()})
+            # Straight to the server too: a wrapper that stopped passing messages on (``Limits``
+            # after a request body over the limit) must not leave the response unfinished.
+            await direct({"type": "http.response.body", "body": watcher.last()})
         except OSError:
             pass  # the client went away mid-write: the same as a disconnect
         finally:
