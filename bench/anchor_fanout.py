@@ -1,7 +1,8 @@
 """The anchor for bench/propagation.py: a naive Starlette fan-out, one queue per watcher.
 
 ``GET /apps/service-1/config-vars/stream`` sends the current pair as an SSE event and then every
-new one; ``POST /rotate`` makes a new pair and puts the event into every watcher's queue.
+new one; ``POST /rotate`` makes a new pair and puts the event into every watcher's queue;
+``GET /pair`` reads the current pair (to check, after a round, what the watchers got).
 """
 
 from __future__ import annotations
@@ -52,9 +53,15 @@ async def rotate(request: Request) -> Response:
     return Response(json.dumps({"pair": state["pair"]}), media_type="application/json")
 
 
+async def pair(request: Request) -> Response:
+    """The current pair (read after a round, to check what the watchers got)."""
+    return Response(json.dumps({"pair": state["pair"]}), media_type="application/json")
+
+
 app = Starlette(
     routes=[
         Route("/apps/service-1/config-vars/stream", stream),
         Route("/rotate", rotate, methods=["POST"]),
+        Route("/pair", pair),
     ]
 )

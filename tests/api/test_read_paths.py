@@ -5,6 +5,7 @@ permission rule and names its route template for the metrics, and views read in 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,3 +118,36 @@ def test_fast_reads_are_timed_under_the_route_template(api: Api) -> None:
     labels = 'method="GET",route="/apps/{app}/config-vars",status="200"'
     assert f"securekey_request_duration_seconds_count{{{labels}}} 3.0" in text
     assert 'route="unmatched",status="200"' not in text
+
+
+def test_a_hit_late_in_the_cache_ttl_renews_the_entry_before_it_expires(
+    tmp_path: Path, template_dir: Path
+) -> None:
+    """A fast-path hit on a config past 80 % of its TTL is answered from memory and re-reads
+    that config once in the background, so the entry is renewed (same body, newer timestamp)
+    before any request has to miss; a later rotation is still what the next read returns."""
+    with running_api(tmp_path / "data", template_dir, auth_cache_ttl=3600.0, cache_ttl=1.0) as api:
+        make_seed(api)
+        cache = api.app.state.ctx.cache
+        first = api.client.get("/apps/service-1/config-vars")
+        assert first.status_code == 200
+        filled = cache.lookup("service-1")
+        assert filled is not None
+        deadline = time.monotonic() + 10
+        while time.monotonic() - filled.stored_at <= 0.85 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        hits = cache.hits
+        again = api.client.get("/apps/service-1/config-vars")
+        assert again.status_code == 200
+        assert again.json() == first.json()
+        renewed = filled
+        while renewed is filled and time.monotonic() < deadline:
+            time.sleep(0.02)
+            renewed = cache.lookup("service-1") or filled
+        assert renewed.stored_at > filled.stored_at
+        assert renewed.body == filled.body
+        assert cache.hits > hits  # the late read itself was a hit, not a miss
+        addon = api.client.get("/apps/service-1/addons").json()[0]["name"]
+        assert api.client.post(f"/addons/{addon}/actions/rotate").status_code in (200, 201)
+        rotated = api.client.get("/apps/service-1/config-vars").json()
+        assert rotated["SECURE_KEY"] != first.json()["SECURE_KEY"]

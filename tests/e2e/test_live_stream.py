@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -306,3 +307,29 @@ def test_if_none_match_accepts_star_and_weak_tags(http: httpx.Client) -> None:
     for header in ("*", f"W/{etag}", f'"0", {etag}'):
         assert http.get(url, headers={"If-None-Match": header}).status_code == 304, header
     assert http.get(url, headers={"If-None-Match": '"0"'}).status_code == 200
+
+
+def test_a_stream_sent_with_a_body_over_the_limit_ends(server: Server, http: httpx.Client) -> None:
+    """A stream request carrying a chunked body past 64 KiB does not keep its stream (and its
+    slot) open: the server ends the response instead of holding the connection."""
+    app = new_app(http)
+    host, port = server.url.rsplit("//", 1)[1].rsplit(":", 1)
+    head = (
+        f"GET /apps/{app.name}/config-vars/stream HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {app.token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    chunk = b"x" * 70_000
+    with socket.create_connection((host, int(port)), timeout=ARRIVAL_BOUND) as sock:
+        sock.sendall(head + b"%x\r\n" % len(chunk) + chunk + b"\r\n0\r\n\r\n")
+        received = b""
+        deadline = time.monotonic() + 3 * ARRIVAL_BOUND
+        while time.monotonic() < deadline and not received.endswith(b"\r\n0\r\n\r\n"):
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not data:
+                break
+            received += data
+    assert received.startswith(b"HTTP/1.1 200"), received[:200]
+    assert received.endswith(b"\r\n0\r\n\r\n"), received[-200:]  # the response was finished

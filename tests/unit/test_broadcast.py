@@ -122,3 +122,107 @@ async def test_shutdown_ends_every_stream_with_a_retry_hint() -> None:
     for w in (open_one, later):
         assert await w.next() is None
         assert w.last() == SHUTDOWN_EVENT
+
+
+class Socket:
+    """The server's ``send`` for one stream: records bodies; while ``full`` is set, a send
+    waits for it (a client that reads slowly), as uvicorn's does on a full write buffer."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.full: asyncio.Future[None] | None = None
+        self.broken = False
+
+    async def send(self, message: dict[str, object]) -> None:
+        if self.broken:
+            raise OSError("connection reset")
+        if self.full is not None:
+            await self.full
+        body = message["body"]
+        assert isinstance(body, bytes)
+        self.bodies.append(body)
+
+
+async def test_an_attached_watcher_writes_each_release_in_the_fan_out_pass_itself() -> None:
+    """Attached to the server's send, watchers get the release written during the hub's
+    fan-out (no await of theirs in between), and a heartbeat the same way."""
+    configs = Configs()
+    configs.release["a"] = 1
+    hub = hub_over(configs)
+    sockets = [Socket() for _ in range(20)]
+    watchers = [Watcher("a", f"t{i}", "h", 1, "x") for i in range(20)]
+    for watcher, socket in zip(watchers, sockets, strict=True):
+        watcher.attach(socket.send)
+        hub.subscribe(watcher)
+    configs.release["a"] = 2
+    hub.publish([ReleaseNotice("a", 2)])
+    await settle()
+    for watcher, socket in zip(watchers, sockets, strict=True):
+        assert socket.bodies == [b'id: 2\nevent: config\ndata: {"R":"2"}\n\n']
+        watcher.ping()
+        assert socket.bodies[-1] == b": ping\n\n"
+
+
+async def test_a_slow_attached_watcher_skips_to_the_newest_and_ends_after_its_send() -> None:
+    """While a send waits, newer releases replace each other (never an older one after a
+    newer); when the client catches up only the newest is written; the stream's end waits for
+    the send under way, and a send that fails ends the stream."""
+    configs = Configs()
+    configs.release["a"] = 1
+    hub = hub_over(configs)
+    socket = Socket()
+    socket.full = asyncio.get_running_loop().create_future()
+    watcher = Watcher("a", "t", "h", 1, "x")
+    watcher.attach(socket.send)
+    hub.subscribe(watcher)
+    for release in (2, 3, 4):
+        configs.release["a"] = release
+        hub.publish([ReleaseNotice("a", release)])
+        await settle()
+    watcher.offer(3, b"older")
+    assert socket.bodies == []
+    full, socket.full = socket.full, None
+    full.set_result(None)
+    await settle()
+    event = b'id: %d\nevent: config\ndata: {"R":"%d"}\n\n'
+    assert socket.bodies == [event % (2, 2), event % (4, 4)]  # 3 skipped, "older" ignored
+    socket.full = asyncio.get_running_loop().create_future()
+    watcher.offer(5, b"id: 5\n\n")
+    watcher.offer(6, b"id: 6\n\n")
+    ended = asyncio.ensure_future(watcher.ended())
+    watcher.finish(b"last")
+    await settle()
+    assert not ended.done()  # the release-5 send is still under way
+    full, socket.full = socket.full, None
+    full.set_result(None)
+    await settle()
+    assert ended.done()
+    assert socket.bodies[2:] == [b"id: 5\n\n"]  # 6 was dropped by finish
+    assert watcher.last() == b"last"  # the handler sends it
+
+    broken = Socket()
+    broken.broken = True
+    gone = Watcher("a", "t2", "h", 4, "x")
+    gone.attach(broken.send)
+    hub.subscribe(gone)
+    gone.offer(5, b"id: 5\n\n")
+    await asyncio.wait_for(gone.ended(), 5)
+    assert gone.last() == b""
+
+
+async def test_a_detached_watcher_abandons_its_waiting_send() -> None:
+    """``detach`` (the handler leaving, e.g. cancelled at shutdown) closes a send that waits,
+    and nothing is written for it later."""
+    hub = hub_over(Configs())
+    socket = Socket()
+    socket.full = asyncio.get_running_loop().create_future()
+    watcher = Watcher("a", "t", "h", 1, "x")
+    watcher.attach(socket.send)
+    hub.subscribe(watcher)
+    watcher.offer(2, b"id: 2\n\n")
+    watcher.detach()
+    socket.full.set_result(None)
+    await settle()
+    watcher.offer(3, b"id: 3\n\n")
+    await settle()
+    assert socket.bodies == []

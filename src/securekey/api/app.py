@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from securekey import __version__
 from securekey.api.auth import Authenticator, FailureLimiter
@@ -18,7 +19,7 @@ from securekey.api.errors import install_error_handlers
 from securekey.api.lifespan import Lifespan, make_lifespan
 from securekey.api.live import ConfigCache, ReleaseHub, ReleaseSink, StreamSlots
 from securekey.api.metrics import Metrics
-from securekey.api.middleware import MAX_BODY, CachedConfigRead, Limits
+from securekey.api.middleware import MAX_BODY, CachedConfigRead, Limits, keep_server_send
 from securekey.api.openapi import document_security
 from securekey.api.routes import (
     audit,
@@ -120,9 +121,18 @@ def _live_values(
     return live_values
 
 
+class _Api(FastAPI):
+    """FastAPI that keeps the server's ``send`` in the scope, before any middleware wraps it
+    (live streams write their events with it: ``middleware.server_send``)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        keep_server_send(scope, send)
+        await super().__call__(scope, receive, send)
+
+
 def _assemble(ctx: ApiContext, lifespan: Lifespan) -> FastAPI:
     """The app: routes, error table, dashboard and middlewares (the outermost added last)."""
-    app = FastAPI(
+    app = _Api(
         title="securekey",
         version=__version__,
         summary="Automatic key rotation; a Heroku Platform API v3 subset.",

@@ -73,6 +73,10 @@ class ApiContext:
                 raise
             return known
 
+    def reload_config(self, ref: str) -> CachedConfig:
+        """Read an app's config from the database and cache it (in a worker thread)."""
+        return self._load_config(ref)
+
     def _load_config(self, ref: str) -> CachedConfig:
         import time
 

@@ -6,6 +6,7 @@ Each stream is a watcher of the broadcast hub (``api.broadcast``), answered as r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -23,6 +24,7 @@ from securekey.api.broadcast import (
 )
 from securekey.api.context import ApiContext, ctx_of, principal, readable_config
 from securekey.api.live import StreamSlots
+from securekey.api.middleware import server_send
 from securekey.api.routes._common import ERRORS
 from securekey.domain.models import Principal
 from securekey.exceptions import (
@@ -104,7 +106,12 @@ def _verifier(ctx: ApiContext) -> Verifier:
 class _EventStream(Response):
     """The stream as raw ASGI: no per-stream task group or generator, no polling for a
     disconnect (one waiter on ``receive`` ends the watcher); gives its slot back however it
-    ends (finished, disconnected, cancelled at shutdown)."""
+    ends (finished, disconnected, cancelled at shutdown).
+
+    The start and the opening event go through every middleware; then the watcher writes its
+    events itself, with the server's ``send`` (``middleware.server_send``), from the hub's
+    fan-out pass: this handler only waits for the end, to send the last bytes (the same way).
+    """
 
     def __init__(
         self, hub: ReleaseHub, slots: StreamSlots, watcher: Watcher, opening: bytes
@@ -121,21 +128,26 @@ class _EventStream(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
             await send({"type": "http.response.body", "body": self._opening, "more_body": True})
+            direct = server_send(scope, send)
+            watcher.attach(direct)
             self._hub.subscribe(watcher)
-            while (chunk := await watcher.next()) is not None:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if not gone.done():
-                await send({"type": "http.response.body", "body": watcher.last()})
+            await watcher.ended()
+            # Straight to the server too: a wrapper that stopped passing messages on (``Limits``
+            # after a request body over the limit) must not leave the response unfinished.
+            await direct({"type": "http.response.body", "body": watcher.last()})
         except OSError:
             pass  # the client went away mid-write: the same as a disconnect
         finally:
+            watcher.detach()
             gone.cancel()
             self._hub.unsubscribe(watcher)
             self._slots.release(watcher.token_id)
 
 
 async def _disconnect(receive: Receive, watcher: Watcher) -> None:
-    """Wait for the client to leave (a request body, if any, is read and ignored)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    """Wait for the client to leave (a request body, if any, is read and ignored; one the
+    server refuses to read ends the stream too)."""
+    with contextlib.suppress(Exception):  # e.g. a body over the limit: the stream ends too
+        while (await receive())["type"] != "http.disconnect":
+            pass
     watcher.finish()
