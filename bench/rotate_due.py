@@ -112,8 +112,8 @@ def seed_due(url: str, cipher: Cipher, n: int) -> None:
             ):
                 for chunk in _chunks(rows):
                     conn.execute(table.insert(), chunk)
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
+        with engine.begin() as conn:  # committed: statistics made in a rolled-back
+            conn.exec_driver_sql("ANALYZE")  # transaction are thrown away
     finally:
         engine.dispose()
 
