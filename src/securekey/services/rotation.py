@@ -300,6 +300,8 @@ def _release(
         actor=run.actor,
         created_at=run.now,
     )
-    app = replace(batch.apps[app_id], release=release.version, updated_at=run.now)
-    writes.deliveries += release_deliveries(app, batch.hooks[app_id], release, run.now)
+    hooks = batch.hooks[app_id]
+    if hooks:  # most apps have none: skip building the app's next state
+        app = replace(batch.apps[app_id], release=release.version, updated_at=run.now)
+        writes.deliveries += release_deliveries(app, hooks, release, run.now)
     return release

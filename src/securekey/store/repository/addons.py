@@ -44,7 +44,7 @@ class AddonsPart(RepositoryBase):
             return {}
         kv = t.key_versions.c
         query = sa.select(kv.addon_id, kv.version, kv.state, kv.material_enc).where(
-            kv.addon_id.in_(list(addon_ids)), kv.state.in_(_IN_SERVICE)
+            self._among(kv.addon_id, addon_ids), kv.state.in_(_IN_SERVICE)
         )
         found: dict[str, dict[str, Key]] = {}
         for addon_id, version, state, blob in self.conn.execute(query):
@@ -111,9 +111,9 @@ class AddonsPart(RepositoryBase):
         c = t.attachments.c
         clauses = []
         if addon_ids:
-            clauses.append(c.addon_id.in_(list(addon_ids)))
+            clauses.append(self._among(c.addon_id, addon_ids))
         if app_ids:
-            clauses.append(c.app_id.in_(list(app_ids)))
+            clauses.append(self._among(c.app_id, app_ids))
         if not clauses:
             return []
         query = sa.select(t.attachments).where(sa.or_(*clauses)).order_by(c.created_at, c.name)
