@@ -65,7 +65,8 @@ class RepositoryBase:
 
     def _all(self, query: Select[Any], mapper: Callable[[RowMapping], T]) -> list[T]:
         """Every row of ``query`` through ``mapper``, in the query's order."""
-        return [mapper(row) for row in self.conn.execute(query).mappings()]
+        # ``all()`` fetches in one driver call; iterating fetches row by row.
+        return [mapper(row) for row in self.conn.execute(query).mappings().all()]
 
     def _among(self, column: sa.Column[Any], values: Collection[Any]) -> ColumnElement[bool]:
         """``column IN values``; on PostgreSQL ``column = ANY(:array)``, one parameter.
