@@ -47,7 +47,7 @@ def test_bulk_rows_read_back_equal(store: SqlStore) -> None:
         repo.add_deliveries(deliveries)
         repo.add_events(events)
         repo.set_release_versions({app.id: 6}, T0.astimezone(ELSEWHERE))
-    with store.transaction(write=False) as repo:
+    with store.transaction() as repo:
         stored_releases = repo.list_releases(app.id)
         assert stored_releases == releases  # aware datetimes compare as instants
         assert {r.created_at.tzinfo for r in stored_releases} == {UTC}
@@ -60,6 +60,12 @@ def test_bulk_rows_read_back_equal(store: SqlStore) -> None:
         assert astuple(stored)[9:] == astuple(deliveries[1])[9:]
         read = sorted(repo.list_events(AuditQuery()), key=lambda e: e.id)
         assert [astuple(e)[:-1] for e in read] == [astuple(e)[:-1] for e in events]
+        # Times are stored as Core stores them, so range queries compare like with like (on
+        # SQLite a time with no microseconds must still be written with six digits).
+        whole = T0.replace(microsecond=0) + timedelta(hours=1)
+        repo.add_events([AuditEvent(_id(500), whole, "x", "app.update", "app", app.id, "n", {})])
+        assert [e.id for e in repo.list_events(AuditQuery(since=whole))] == [_id(500)]
+        assert [e.id for e in repo.list_events(AuditQuery(until=whole))] == [e.id for e in events]
         got = repo.get_app(app.id)
         assert got is not None
         assert (got.release, got.updated_at) == (6, T0)

@@ -119,5 +119,25 @@ class AddonsPart(RepositoryBase):
         query = sa.select(t.attachments).where(sa.or_(*clauses)).order_by(c.created_at, c.name)
         return self._all(query, rows.attachment)
 
+    def attachment_links(
+        self, *, addon_ids: Collection[str] = (), app_ids: Collection[str] = ()
+    ) -> list[tuple[str, str, str]]:
+        c = t.attachments.c
+        clauses = []
+        if addon_ids:
+            clauses.append(self._among(c.addon_id, addon_ids))
+        if app_ids:
+            clauses.append(self._among(c.app_id, app_ids))
+        if not clauses:
+            return []
+        query = (
+            sa.select(c.addon_id, c.app_id, c.name)
+            .where(sa.or_(*clauses))
+            .order_by(c.app_id, c.name)
+        )
+        return [
+            (addon_id, app_id, name) for addon_id, app_id, name in self.conn.execute(query).all()
+        ]
+
     def delete_attachment(self, attachment_id: str) -> None:
         self.conn.execute(t.attachments.delete().where(t.attachments.c.id == attachment_id))

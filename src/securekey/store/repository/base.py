@@ -124,7 +124,9 @@ class RepositoryBase:
         """``values`` of column ``name`` as Core would bind them (equal values converted once)."""
         where = (self.conn.dialect.name, table.name, name)
         if where not in _PROCESSORS:
-            _PROCESSORS[where] = table.c[name].type.bind_processor(self.conn.dialect)
+            # The dialect's own type (SQLite: DATETIME as fixed-width text), as Core binds it.
+            dialect = self.conn.dialect
+            _PROCESSORS[where] = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         process = _PROCESSORS[where]
         if process is None:
             return values
