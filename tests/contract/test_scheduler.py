@@ -224,7 +224,8 @@ def _plans(store: SqlStore, statements: list[tuple[str, Any]]) -> list[str]:
     out = []
     with store.engine.connect() as conn:
         for statement, params in statements:
-            if "next_rotation_at <=" in statement and "FROM addons" in statement:
+            due = "next_rotation_at <=" in statement or "min(addons.next_rotation_at)" in statement
+            if due and "FROM addons" in statement:
                 rows = conn.exec_driver_sql(explain + statement, params).all()
                 out.append("\n".join(" ".join(str(c) for c in row) for row in rows))
     return out
@@ -257,7 +258,8 @@ def test_the_due_query_walks_the_next_rotation_index(
         conn.exec_driver_sql("ANALYZE")
     for plan in _plans(store, busy):
         assert INDEX not in plan
-        assert "Seq Scan" in plan or "SCAN addons" in plan
+        # SQLite shows the unindexed min() as "SEARCH addons" with no "USING … INDEX".
+        assert "Seq Scan" in plan or ("addons" in plan and "USING" not in plan), plan
 
 
 @pytest.mark.parametrize("period", ["1s", "10s"])

@@ -125,6 +125,13 @@ class Repository(Protocol):
     def list_attachments_of(
         self, *, addon_ids: Collection[str] = (), app_ids: Collection[str] = ()
     ) -> list[Attachment]: ...
+    def attachment_links(
+        self, *, addon_ids: Collection[str] = (), app_ids: Collection[str] = ()
+    ) -> list[tuple[str, str, str]]:
+        """(add-on id, app id, attachment name) of the attachments of those add-ons or on those
+        apps, by app id then name: what a rotation batch needs, without whole rows."""
+        ...
+
     def get_plain_vars_of(self, app_ids: Collection[str]) -> dict[str, dict[str, str]]: ...
     def list_webhooks_of(self, app_ids: Collection[str]) -> dict[str, list[Webhook]]: ...
     def store_rotations(

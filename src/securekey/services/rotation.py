@@ -18,6 +18,7 @@ from datetime import datetime
 
 from securekey.domain.keys import KeyPair
 from securekey.domain.models import Addon, App, AuditEvent, Delivery, Release, Webhook, new_id
+from securekey.domain.names import attachment_var_name
 from securekey.domain.rotation import (
     RotationOutcome,
     describe_rotation,
@@ -208,8 +209,8 @@ def _read(tx: Repository, addons: Sequence[Addon], run: RotationRun) -> _Batch:
     """Lock the apps and read all the batch needs, in a few queries."""
     ids = [a.id for a in addons]
     where: dict[str, dict[str, list[str]]] = {a: {} for a in ids}
-    for att in sorted(tx.list_attachments_of(addon_ids=ids), key=lambda a: (a.app_id, a.name)):
-        where[att.addon_id].setdefault(att.app_id, []).append(att.name)
+    for addon_id, app_id, name in tx.attachment_links(addon_ids=ids):  # by app, then name
+        where[addon_id].setdefault(app_id, []).append(name)
     wanted = sorted({app_id for apps in where.values() for app_id in apps})
     apps = tx.lock_apps(wanted, skip_locked=run.skip_busy)
     if run.skip_busy and len(apps) < len(wanted):
@@ -222,8 +223,8 @@ def _read(tx: Repository, addons: Sequence[Addon], run: RotationRun) -> _Batch:
         a.id: rotate_pair(pairs[a.id], a.key_version, emergency=run.emergency) for a in addons
     }
     on_app: dict[str, list[tuple[str, str]]] = {app_id: [] for app_id in app_ids}
-    for att in tx.list_attachments_of(app_ids=app_ids):
-        on_app[att.app_id].append((att.var_name, att.addon_id))
+    for addon_id, app_id, name in tx.attachment_links(app_ids=app_ids):
+        on_app[app_id].append((attachment_var_name(name), addon_id))
     others = {addon_id for vars_ in on_app.values() for _, addon_id in vars_} - set(ids)
     values = {addon_id: pair.value for addon_id, pair in pairs.items()}
     values.update({addon_id: pair.value for addon_id, pair in tx.get_pairs(others).items()})
@@ -300,6 +301,8 @@ def _release(
         actor=run.actor,
         created_at=run.now,
     )
-    app = replace(batch.apps[app_id], release=release.version, updated_at=run.now)
-    writes.deliveries += release_deliveries(app, batch.hooks[app_id], release, run.now)
+    hooks = batch.hooks[app_id]
+    if hooks:  # most apps have none: skip building the app's next state
+        app = replace(batch.apps[app_id], release=release.version, updated_at=run.now)
+        writes.deliveries += release_deliveries(app, hooks, release, run.now)
     return release

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import RowMapping
@@ -55,15 +56,21 @@ __all__ = [
 D = TypeVar("D", bound="DataclassInstance")
 
 
+@cache
+def _names(cls: type[DataclassInstance]) -> tuple[str, ...]:
+    """The field names of a dataclass (``fields()`` is slow to call once per row)."""
+    return tuple(f.name for f in fields(cls))
+
+
 def from_row(cls: type[D], row: RowMapping, **given: Any) -> D:
     """A ``cls`` from the columns named like its fields; ``given`` supplies the ones that differ."""
-    values = {f.name: given[f.name] if f.name in given else row[f.name] for f in fields(cls)}
+    values = {n: given[n] if n in given else row[n] for n in _names(cls)}
     return cls(**values)
 
 
 def to_row(obj: DataclassInstance, *, skip: tuple[str, ...] = (), **given: Any) -> dict[str, Any]:
     """``obj``'s fields as column values, less ``skip``; ``given`` adds or replaces columns."""
-    return {f.name: getattr(obj, f.name) for f in fields(obj) if f.name not in skip} | given
+    return {n: getattr(obj, n) for n in _names(type(obj)) if n not in skip} | given
 
 
 def app(row: RowMapping) -> App:

@@ -44,7 +44,7 @@ class AddonsPart(RepositoryBase):
             return {}
         kv = t.key_versions.c
         query = sa.select(kv.addon_id, kv.version, kv.state, kv.material_enc).where(
-            kv.addon_id.in_(list(addon_ids)), kv.state.in_(_IN_SERVICE)
+            self._among(kv.addon_id, addon_ids), kv.state.in_(_IN_SERVICE)
         )
         found: dict[str, dict[str, Key]] = {}
         for addon_id, version, state, blob in self.conn.execute(query):
@@ -111,13 +111,33 @@ class AddonsPart(RepositoryBase):
         c = t.attachments.c
         clauses = []
         if addon_ids:
-            clauses.append(c.addon_id.in_(list(addon_ids)))
+            clauses.append(self._among(c.addon_id, addon_ids))
         if app_ids:
-            clauses.append(c.app_id.in_(list(app_ids)))
+            clauses.append(self._among(c.app_id, app_ids))
         if not clauses:
             return []
         query = sa.select(t.attachments).where(sa.or_(*clauses)).order_by(c.created_at, c.name)
         return self._all(query, rows.attachment)
+
+    def attachment_links(
+        self, *, addon_ids: Collection[str] = (), app_ids: Collection[str] = ()
+    ) -> list[tuple[str, str, str]]:
+        c = t.attachments.c
+        clauses = []
+        if addon_ids:
+            clauses.append(self._among(c.addon_id, addon_ids))
+        if app_ids:
+            clauses.append(self._among(c.app_id, app_ids))
+        if not clauses:
+            return []
+        query = (
+            sa.select(c.addon_id, c.app_id, c.name)
+            .where(sa.or_(*clauses))
+            .order_by(c.app_id, c.name)
+        )
+        return [
+            (addon_id, app_id, name) for addon_id, app_id, name in self.conn.execute(query).all()
+        ]
 
     def delete_attachment(self, attachment_id: str) -> None:
         self.conn.execute(t.attachments.delete().where(t.attachments.c.id == attachment_id))

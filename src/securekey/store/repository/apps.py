@@ -39,7 +39,7 @@ class AppsPart(RepositoryBase):
     def lock_apps(self, app_ids: Collection[str], *, skip_locked: bool = False) -> dict[str, App]:
         if not app_ids:
             return {}
-        query = sa.select(t.apps).where(t.apps.c.id.in_(list(app_ids))).order_by(t.apps.c.id)
+        query = sa.select(t.apps).where(self._among(t.apps.c.id, app_ids)).order_by(t.apps.c.id)
         # One statement, rows locked in id order: the order every use case takes apps in.
         # Skipping, a scheduler never waits: apps another transaction holds are left out.
         return {a.id: a for a in self._all(self._locking(query, skip_locked=skip_locked), rows.app)}
@@ -54,7 +54,7 @@ class AppsPart(RepositoryBase):
         if not app_ids:
             return found
         cv = t.config_vars.c
-        query = sa.select(cv.app_id, cv.name, cv.value_enc).where(cv.app_id.in_(list(app_ids)))
+        query = sa.select(cv.app_id, cv.name, cv.value_enc).where(self._among(cv.app_id, app_ids))
         for app_id, name, blob in self.conn.execute(query):
             found[app_id][name] = self.cipher.decrypt(blob, var_aad(app_id, name)).decode()
         return found

@@ -24,7 +24,7 @@ class AuditPart(RepositoryBase):
     def add_events(self, events: Sequence[AuditEvent]) -> None:
         self._events.extend(events)
         if events:
-            self.conn.execute(t.audit_events.insert(), [rows.event_row(e) for e in events])
+            self._bulk_insert(t.audit_events, [rows.event_row(e) for e in events])
 
     def list_events(self, query: AuditQuery) -> list[AuditEvent]:
         q, c = query, t.audit_events.c

@@ -4,12 +4,13 @@ and events of the transaction, and the two query helpers (one row, many rows).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Connection, RowMapping, Select, Table
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from securekey.crypto import Cipher
 from securekey.domain.models import AuditEvent
@@ -20,6 +21,12 @@ __all__ = ["RepositoryBase", "looks_like_uuid", "where_given"]
 
 T = TypeVar("T")
 Q = TypeVar("Q", bound=Select[Any])
+
+#: (dialect, table, columns, keys) -> the bulk statement's text, built once per process.
+_BULK_SQL: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], str] = {}
+#: (dialect, table, column) -> how SQLAlchemy would convert a value bound to that column.
+_PROCESSORS: dict[tuple[str, str, str], Callable[[Any], Any] | None] = {}
+_MISSING = object()
 
 
 def looks_like_uuid(ref: str) -> bool:
@@ -58,7 +65,79 @@ class RepositoryBase:
 
     def _all(self, query: Select[Any], mapper: Callable[[RowMapping], T]) -> list[T]:
         """Every row of ``query`` through ``mapper``, in the query's order."""
-        return [mapper(row) for row in self.conn.execute(query).mappings()]
+        # ``all()`` fetches in one driver call; iterating fetches row by row.
+        return [mapper(row) for row in self.conn.execute(query).mappings().all()]
+
+    def _among(self, column: sa.Column[Any], values: Collection[Any]) -> ColumnElement[bool]:
+        """``column IN values``; on PostgreSQL ``column = ANY(:array)``, one parameter.
+
+        An ``IN`` of a thousand ids is a different statement text for every batch size, which
+        the driver parses afresh (a regex over the whole text) and never prepares.
+        """
+        if self._pg:
+            array = sa.bindparam(None, list(values), type_=ARRAY(column.type))
+            return column == sa.any_(array)
+        return column.in_(list(values))
+
+    def _bulk_insert(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` (dicts with the same keys, named like columns) in one statement.
+
+        A batch of rotations writes thousands of rows per table. Going through the Core
+        ``insert()`` costs a parameter set built per row, and on PostgreSQL one protocol
+        message per row; here each column's values are converted once by the column's own
+        type (the same conversion Core applies) and sent as one array per column
+        (PostgreSQL ``INSERT … SELECT FROM unnest(…)``, one round trip) or as one
+        ``executemany`` of plain tuples (SQLite, whose loop runs in C).
+        """
+        if rows:
+            self._bulk(table, tuple(rows[0]), (), rows)
+
+    def _bulk_update(
+        self, table: Table, keys: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Update, for each of ``rows``, the row of ``table`` whose ``keys`` columns match it,
+        setting its other entries; one statement (see ``_bulk_insert``)."""
+        if rows:
+            columns = tuple(c for c in rows[0] if c not in keys)
+            self._bulk(table, columns, keys, rows)
+
+    def _bulk(
+        self,
+        table: Table,
+        columns: tuple[str, ...],
+        keys: tuple[str, ...],
+        rows: Sequence[Mapping[str, Any]],
+    ) -> None:
+        dialect = self.conn.dialect
+        names = columns + keys
+        values = [self._converted(table, name, [row[name] for row in rows]) for name in names]
+        sql = _BULK_SQL.get((dialect.name, table.name, columns, keys))
+        if sql is None:
+            sql = _bulk_sql(table, columns, keys, dialect)
+            _BULK_SQL[(dialect.name, table.name, columns, keys)] = sql
+        if self._pg:
+            self.conn.exec_driver_sql(sql, {f"p{i}": v for i, v in enumerate(values)})
+        else:
+            self.conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
+
+    def _converted(self, table: Table, name: str, values: list[Any]) -> list[Any]:
+        """``values`` of column ``name`` as Core would bind them (equal values converted once)."""
+        where = (self.conn.dialect.name, table.name, name)
+        if where not in _PROCESSORS:
+            # The dialect's own type (SQLite: DATETIME as fixed-width text), as Core binds it.
+            dialect = self.conn.dialect
+            _PROCESSORS[where] = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        process = _PROCESSORS[where]
+        if process is None:
+            return values
+        seen: dict[Any, Any] = {}
+        out = []
+        for value in values:
+            done = seen.get(value, _MISSING)
+            if done is _MISSING:
+                done = seen[value] = process(value)
+            out.append(done)
+        return out
 
     def _announce(self, *notices: ReleaseNotice) -> None:
         """Tell this process's listeners after the commit and, on PostgreSQL, other replicas."""
@@ -87,3 +166,34 @@ class RepositoryBase:
             # A release rolled back here was never made: nobody may hear of it.
             del self._notices[mark:]
             raise
+
+
+def _bulk_sql(table: Table, columns: tuple[str, ...], keys: tuple[str, ...], dialect: Any) -> str:
+    """The text of a bulk insert (no ``keys``) or update (set ``columns`` where ``keys`` match).
+
+    Only names from our own table definitions, quoted, go into the text; every value is bound
+    (hence the ``noqa: S608`` below).
+    """
+    quote = dialect.identifier_preparer.quote
+    name = quote(table.name)
+    if dialect.name == "postgresql":
+        names = columns + keys
+        arrays = ", ".join(
+            f"%(p{i})b::{table.c[c].type.compile(dialect=dialect)}[]" for i, c in enumerate(names)
+        )
+        if not keys:
+            listed = ", ".join(quote(c) for c in columns)
+            return f"INSERT INTO {name} ({listed}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        aliases = ", ".join(f"v{i}" for i in range(len(names)))
+        sets = ", ".join(f"{quote(c)} = v.v{i}" for i, c in enumerate(columns))
+        match = " AND ".join(
+            f"{name}.{quote(c)} = v.v{len(columns) + i}" for i, c in enumerate(keys)
+        )
+        return f"UPDATE {name} SET {sets} FROM unnest({arrays}) AS v({aliases}) WHERE {match}"  # noqa: S608
+    if not keys:
+        listed = ", ".join(quote(c) for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        return f"INSERT INTO {name} ({listed}) VALUES ({marks})"  # noqa: S608
+    sets = ", ".join(f"{quote(c)} = ?" for c in columns)
+    match = " AND ".join(f"{quote(c)} = ?" for c in keys)
+    return f"UPDATE {name} SET {sets} WHERE {match}"  # noqa: S608

@@ -35,11 +35,10 @@ class ReleasesPart(RepositoryBase):
     def set_release_versions(self, versions: Mapping[str, int], at: datetime) -> None:
         if not versions:
             return
-        self.conn.execute(
-            t.apps.update()
-            .where(t.apps.c.id == sa.bindparam("b_id"))
-            .values(release_version=sa.bindparam("b_version"), updated_at=at),
-            [{"b_id": app_id, "b_version": v} for app_id, v in versions.items()],
+        self._bulk_update(
+            t.apps,
+            ("id",),
+            [{"release_version": v, "updated_at": at, "id": a} for a, v in versions.items()],
         )
 
     def get_release(self, app_id: str, version: int) -> Release | None:
@@ -86,5 +85,5 @@ class ReleasesPart(RepositoryBase):
     def add_releases(self, releases: Sequence[Release]) -> None:
         if not releases:
             return
-        self.conn.execute(t.releases.insert(), [rows.to_row(r) for r in releases])
+        self._bulk_insert(t.releases, [rows.to_row(r) for r in releases])
         self._announce(*(ReleaseNotice(r.app_id, r.version) for r in releases))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,8 +33,14 @@ class SchedulingPart(RepositoryBase):
     """Which add-ons are due, who rotates them, and the bulk writes of a batch of rotations."""
 
     def has_due(self, now: datetime) -> bool:
-        query = sa.select(t.addons.c.id).where(t.addons.c.next_rotation_at <= now).limit(1)
-        return self.conn.execute(query).first() is not None
+        # ``min()`` of an indexed column is one index probe on both backends whatever the
+        # statistics say. ``WHERE next_rotation_at <= :now LIMIT 1`` was not: with no (or
+        # stale) statistics PostgreSQL guesses a third of the rows match and scans the table
+        # for the first one, 209 ms at 1,000,000 add-ons when none is due.
+        soonest = self.conn.execute(sa.select(sa.func.min(t.addons.c.next_rotation_at))).scalar()
+        if soonest is None:
+            return False
+        return bool(soonest <= (now if now.tzinfo is not None else now.replace(tzinfo=UTC)))
 
     def claim_due(self, now: datetime, exclude: Collection[str], limit: int) -> list[Addon]:
         query = (
@@ -74,23 +80,11 @@ class SchedulingPart(RepositoryBase):
         self, rotations: Sequence[tuple[Addon, RotationOutcome]], at: datetime
     ) -> None:
         moved, gone, fresh = self._key_changes(rotations, at)
-        kv = t.key_versions.c
-        where = (kv.addon_id == sa.bindparam("b_addon"), kv.version == sa.bindparam("b_version"))
-        if moved:
-            self.conn.execute(
-                t.key_versions.update().where(*where).values(state=sa.bindparam("b_state")),
-                moved,
-            )
-        if gone:
-            # History keeps fingerprints and times; the material leaves the database.
-            self.conn.execute(
-                t.key_versions.update()
-                .where(*where)
-                .values(state=sa.bindparam("b_state"), material_enc=None, retired_at=at),
-                gone,
-            )
-        if fresh:
-            self.conn.execute(t.key_versions.insert(), fresh)
+        keys = ("addon_id", "version")
+        self._bulk_update(t.key_versions, keys, moved)
+        # History keeps fingerprints and times; the material leaves the database.
+        self._bulk_update(t.key_versions, keys, gone)
+        self._bulk_insert(t.key_versions, fresh)
         if rotations:
             self._store_rotated_addons([addon for addon, _ in rotations])
 
@@ -103,8 +97,13 @@ class SchedulingPart(RepositoryBase):
         fresh: Rows = []
         for addon, outcome in rotations:
             for version, state in outcome.transitions:
-                row = {"b_addon": addon.id, "b_version": version, "b_state": state.value}
-                (gone if state in (KeyState.RETIRED, KeyState.REVOKED) else moved).append(row)
+                if state in (KeyState.RETIRED, KeyState.REVOKED):
+                    gone.append(
+                        {"state": state.value, "material_enc": None, "retired_at": at}
+                        | {"addon_id": addon.id, "version": version}
+                    )
+                else:
+                    moved.append({"state": state.value, "addon_id": addon.id, "version": version})
             new_versions = [(outcome.latest_version, KeyState.LATEST, outcome.pair.latest)]
             if outcome.previous_version not in {v for v, _ in outcome.transitions}:
                 new_versions.append(
@@ -115,22 +114,16 @@ class SchedulingPart(RepositoryBase):
 
     def _store_rotated_addons(self, addons: Sequence[Addon]) -> None:
         """The add-ons' new key version and rotation times, in one statement."""
-        self.conn.execute(
-            t.addons.update()
-            .where(t.addons.c.id == sa.bindparam("b_id"))
-            .values(
-                key_version=sa.bindparam("b_key_version"),
-                last_rotated_at=sa.bindparam("b_last"),
-                next_rotation_at=sa.bindparam("b_next"),
-                updated_at=sa.bindparam("b_updated"),
-            ),
+        self._bulk_update(
+            t.addons,
+            ("id",),
             [
                 {
-                    "b_id": a.id,
-                    "b_key_version": a.key_version,
-                    "b_last": a.last_rotated_at,
-                    "b_next": a.next_rotation_at,
-                    "b_updated": a.updated_at,
+                    "key_version": a.key_version,
+                    "last_rotated_at": a.last_rotated_at,
+                    "next_rotation_at": a.next_rotation_at,
+                    "updated_at": a.updated_at,
+                    "id": a.id,
                 }
                 for a in addons
             ],

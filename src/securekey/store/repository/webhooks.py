@@ -49,7 +49,7 @@ class WebhooksPart(RepositoryBase):
             return found
         c = t.webhooks.c
         query = (
-            sa.select(t.webhooks).where(c.app_id.in_(list(app_ids))).order_by(c.created_at, c.id)
+            sa.select(t.webhooks).where(self._among(c.app_id, app_ids)).order_by(c.created_at, c.id)
         )
         for hook in self._all(query, self._webhook):
             found[hook.app_id].append(hook)
@@ -68,7 +68,7 @@ class WebhooksPart(RepositoryBase):
 
     def add_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         if deliveries:
-            self.conn.execute(t.webhook_deliveries.insert(), [rows.to_row(d) for d in deliveries])
+            self._bulk_insert(t.webhook_deliveries, [rows.to_row(d) for d in deliveries])
 
     def get_delivery(self, app_id: str, delivery_id: str) -> Delivery | None:
         c = t.webhook_deliveries.c
