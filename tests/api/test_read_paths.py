@@ -151,3 +151,50 @@ def test_a_hit_late_in_the_cache_ttl_renews_the_entry_before_it_expires(
         assert api.client.post(f"/addons/{addon}/actions/rotate").status_code in (200, 201)
         rotated = api.client.get("/apps/service-1/config-vars").json()
         assert rotated["SECURE_KEY"] != first.json()["SECURE_KEY"]
+
+
+def test_a_token_hit_late_in_its_ttl_is_checked_again_before_it_expires(
+    tmp_path: Path, template_dir: Path
+) -> None:
+    """A request whose token was checked over 80 % of the token cache's TTL ago is answered
+    from the cache and re-checks that token once in the background (the entry is renewed
+    before it expires, so requests in flight never all miss together)."""
+    with running_api(tmp_path / "data", template_dir, auth_cache_ttl=1.0, cache_ttl=3600.0) as api:
+        make_seed(api)
+        auth = api.app.state.ctx.auth
+        assert api.client.get("/apps/service-1/config-vars").status_code == 200
+        first = auth.checked_at(api.token)
+        assert first is not None
+        deadline = time.monotonic() + 10
+        while time.monotonic() - first <= 0.85 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert api.client.get("/apps/service-1/config-vars").status_code == 200
+        renewed = first
+        while renewed == first and time.monotonic() < deadline:
+            time.sleep(0.02)
+            renewed = auth.checked_at(api.token) or first
+        assert renewed > first, "the late hit did not renew the token's entry"
+
+
+def test_a_recheck_drops_a_token_revoked_without_a_notice(
+    tmp_path: Path, template_dir: Path
+) -> None:
+    """Abuse case: a token revoked where no notice reached this process (written to the
+    database behind its back) is dropped from the cache by the next re-check, and refused."""
+    with running_api(tmp_path / "data", template_dir, auth_cache_ttl=3600.0) as api:
+        make_seed(api)
+        made = api.client.post("/apps/service-1/tokens", json={"description": "leaked"})
+        assert made.status_code == 201, made.text
+        leaked = made.json()["token"]
+        assert api.client.get("/apps/service-1/config-vars", headers=api.auth(leaked)).is_success
+        auth = api.app.state.ctx.auth
+        assert auth.checked_at(leaked) is not None
+        with api.runtime.store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE tokens SET revoked_at = CURRENT_TIMESTAMP WHERE id = :i"),
+                         {"i": made.json()["id"]})  # fmt: skip
+        auth.recheck(leaked)
+        assert auth.checked_at(leaked) is None
+        refused = api.client.get("/apps/service-1/config-vars", headers=api.auth(leaked))
+        assert refused.status_code == 401
+        auth.recheck(api.token)  # a valid token is renewed, not dropped
+        assert auth.checked_at(api.token) is not None

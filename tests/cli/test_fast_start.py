@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securekey.cli.fast import parse, render_config
+from securekey.cli.fast import BadAnswer, parse, parse_answer, render_config
 from securekey.cli.render import Renderer
 from tests.cli.conftest import Cli, make_app
 
@@ -40,6 +41,8 @@ NOT_ON_THE_FAST_PATH = (
     "httpcore",
     "securekey.cli.entry",
     "typing",
+    "http.client",  # with email and ssl, over a third of the start-up: one GET needs none of it
+    "email",
 )
 
 
@@ -152,3 +155,39 @@ def test_the_fast_view_is_the_renderers_view(app: str, config: dict[str, str], c
     renderer.header(f"{app} Config Vars")
     renderer.config(config)
     assert drawn == out.getvalue()
+
+
+def test_the_answer_reader_takes_length_chunked_and_closing_answers() -> None:
+    """The fast path's HTTP reader: a Content-Length body is cut at its length, a chunked one
+    is joined (extensions and trailers ignored), one without either runs to the close."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    assert parse_answer(head + b"Content-Length: 2\r\n\r\n{}xx") == (
+        200,
+        [("Content-Type", "application/json"), ("Content-Length", "2")],
+        b"{}",
+    )
+    chunked = head + b"Transfer-Encoding: chunked\r\n\r\n"
+    chunked += b'3;x=1\r\n{"a\r\na\r\n":"b"}\r\n0\r\nT: 1\r\n\r\n'
+    chunked += b'3;x=1\r\n{"a\r\n6\r\n":"b"}\r\n0\r\nT: 1\r\n\r\n'
+    assert parse_answer(b"HTTP/1.0 404 Not Found\r\n\r\nno app")[0:3:2] == (404, b"no app")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"",  # closed at once
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10",  # cut in the headers
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",  # cut in the body
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{}",  # cut chunk
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n",  # not HTTP at all
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n{}",
+    ],
+)
+def test_a_malformed_or_cut_answer_is_refused_not_half_read(answer: bytes) -> None:
+    """Abuse case: an answer cut short, malformed, or not HTTP raises ``BadAnswer`` (which the
+    command line reports as the full path would), never a partial config."""
+    with pytest.raises(BadAnswer):
+        parse_answer(answer)

@@ -9,6 +9,7 @@ cannot lock anyone out.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import ipaddress
@@ -17,6 +18,8 @@ import threading
 import time
 from collections import OrderedDict, deque
 from datetime import datetime
+
+from starlette.concurrency import run_in_threadpool
 
 from securekey.domain.models import Principal, TokenKind
 from securekey.exceptions import (
@@ -122,6 +125,10 @@ class FailureLimiter:
         )
 
 
+#: Share of the token cache's TTL after which a hit also re-checks that token in the background.
+RENEW_AT = 0.8
+
+
 class Authenticator:
     """Turns credentials into a ``Principal``, with a short-lived cache of good tokens."""
 
@@ -135,13 +142,63 @@ class Authenticator:
         #: Moved by every ``forget``: a check that began before a revocation was heard must not
         #: put the token back in the cache after it (the read cache has the same guard).
         self._generation = 0
+        #: Background re-checks under way, by digest (one per token at a time).
+        self._renewing: dict[str, asyncio.Task[None]] = {}
 
     def cached(self, raw: str) -> Principal | None:
-        """The principal for ``raw`` if recently verified (no database access)."""
-        entry = self._cache.get(self.tokens.digest(raw))
-        if entry is None or time.monotonic() - entry[1] > self.ttl:
+        """The principal for ``raw`` if recently verified (no database access).
+
+        A hit past ``RENEW_AT`` of the TTL also checks ``raw`` again in the background, once,
+        when an event loop runs here: under load the entry is renewed before it expires, so
+        the requests in flight never all miss together (the read path's tail), and a token
+        revoked where no notice reached this process is dropped at that check.
+        """
+        digest = self.tokens.digest(raw)
+        entry = self._cache.get(digest)
+        if entry is None:
             return None
+        age = time.monotonic() - entry[1]
+        if age > self.ttl:
+            return None
+        if age > RENEW_AT * self.ttl and digest not in self._renewing:
+            self._renew_later(raw, digest)
         return entry[0]
+
+    def checked_at(self, raw: str) -> float | None:
+        """When (``time.monotonic()``) ``raw`` was last found valid in the database, if cached."""
+        entry = self._cache.get(self.tokens.digest(raw))
+        return None if entry is None else entry[1]
+
+    def _renew_later(self, raw: str, digest: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a worker thread): the entry simply expires
+        self._renewing[digest] = loop.create_task(self._renew(raw, digest))
+
+    async def _renew(self, raw: str, digest: str) -> None:
+        try:
+            await run_in_threadpool(self.recheck, raw)
+        finally:
+            self._renewing.pop(digest, None)
+
+    def recheck(self, raw: str) -> None:
+        """Check cached credentials ``raw`` against the database again (blocking): renewed if
+        still valid, dropped if revoked, deleted or unknown, left to expire if it cannot say."""
+        digest = self.tokens.digest(raw)
+        generation = self._generation
+        try:
+            principal = self.tokens.authenticate(raw)
+        except AuthenticationError:
+            with self._lock:
+                self._generation += 1
+                self._cache.pop(digest, None)
+            return
+        except Exception:  # the database is unavailable: the entry expires as it would have
+            return
+        with self._lock:
+            if generation == self._generation and digest in self._cache:
+                self._cache[digest] = (principal, time.monotonic())
 
     def try_cached(self, header: str | None) -> Principal | None:
         """The principal if these credentials were verified recently; never touches the database."""

@@ -10,10 +10,10 @@ reads exactly as it does from the full command line.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shlex
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -137,42 +137,40 @@ def _target(env: Mapping[str, str]) -> tuple[Credentials, float] | None:
         return None
     if parts.query or parts.fragment or parts.password is not None:
         return None
+    if not all(_plain(text) for text in (credentials.token, parts.hostname, parts.path)):
+        return None  # what cannot go in a request line or header as is: the full path decides
     return credentials, timeout
+
+
+def _plain(text: str) -> bool:
+    """Printable ASCII without spaces: safe in a request line or a header value as it is."""
+    return text.isascii() and text.isprintable() and " " not in text
 
 
 def _fetch(credentials: Credentials, timeout: float, path: str) -> dict[str, str] | None:
     """The app's config vars; a failure raises the ``CliError`` the full path would."""
     parts = urlsplit(credentials.url)
-    connection = http.client.HTTPConnection(
-        str(parts.hostname), parts.port or 80, timeout=min(timeout, 10.0)
-    )
-    headers = {
-        "Accept": _ACCEPT,
-        "User-Agent": f"securekey-cli/{__version__}",
-        "Authorization": f"Bearer {credentials.token}",
-    }
-    status, answer_headers, body = 0, [], b""
+    host, port = str(parts.hostname), parts.port or 80
+    request = (
+        f"GET {parts.path.rstrip('/') + path} HTTP/1.1\r\n"
+        f"Host: {f'[{host}]' if ':' in host else host}{'' if port == 80 else f':{port}'}\r\n"
+        f"Accept: {_ACCEPT}\r\nUser-Agent: securekey-cli/{__version__}\r\n"
+        f"Authorization: Bearer {credentials.token}\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
+    status, body = 0, b""
+    answer_headers: list[tuple[str, str]] = []
     failure: tuple[str, BaseException] | None = None
     try:
+        sock = socket.create_connection((host, port), timeout=min(timeout, 10.0))
+    except OSError as exc:
+        failure = ("connect", exc)
+    else:
         try:
-            connection.connect()
-        except OSError as exc:
-            failure = ("connect", exc)
-        else:
-            assert connection.sock is not None
-            connection.sock.settimeout(timeout)
-            try:
-                connection.request("GET", parts.path.rstrip("/") + path, headers=headers)
-                response = connection.getresponse()
-                status, answer_headers, body = (
-                    response.status,
-                    response.getheaders(),
-                    response.read(),
-                )
-            except (OSError, http.client.HTTPException) as exc:
-                failure = ("read", exc)
-    finally:
-        connection.close()
+            with sock:
+                sock.settimeout(timeout)
+                status, answer_headers, body = _exchange(sock, request)
+        except (OSError, BadAnswer) as exc:
+            failure = ("read", exc)
     if failure is None and 200 <= status < 300:
         try:
             data = json.loads(body)
@@ -182,6 +180,80 @@ def _fetch(credentials: Credentials, timeout: float, path: str) -> dict[str, str
             return data
     _replay(credentials, timeout, path, status, answer_headers, body, failure)
     return None
+
+
+class BadAnswer(Exception):
+    """The server's answer is not an HTTP/1.x response this reader can take apart."""
+
+
+#: The largest answer the fast path reads (a config is a few KB; the limit is the server's too).
+_MAX_ANSWER = 16 * 1024 * 1024
+
+
+def _exchange(sock: socket.socket, request: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Send ``request`` (``Connection: close``) and read the whole answer: status, headers, body.
+
+    The standard library's ``http.client`` would do it, but importing it (with ``email`` and
+    ``ssl``) was over a third of this path's start-up (bench/notes.md), for one GET on a
+    connection the server closes after answering.
+    """
+    sock.sendall(request)
+    chunks, size = [], 0
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > _MAX_ANSWER:
+            raise BadAnswer(f"the answer is over {_MAX_ANSWER} bytes")
+    return parse_answer(b"".join(chunks))
+
+
+def parse_answer(data: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body of one whole HTTP/1.x answer (``Content-Length``, chunked, or
+    up to the end of the connection); ``BadAnswer`` if it is malformed or cut short."""
+    head, separator, body = data.partition(b"\r\n\r\n")
+    if not separator:
+        raise BadAnswer("the server closed the connection before the end of its headers")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = status_line.partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise BadAnswer(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+    headers = []
+    for line in lines:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise BadAnswer(f"malformed header line: {line[:80]!r}")
+        headers.append((name, value.strip()))
+    fields = {name.lower(): value for name, value in headers}
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        return int(code), headers, _dechunk(body)
+    if "content-length" in fields:
+        length = fields["content-length"]
+        if not length.isdigit():
+            raise BadAnswer(f"bad Content-Length: {length[:40]!r}")
+        if len(body) < int(length):
+            raise BadAnswer("the server closed the connection before the end of its answer")
+        body = body[: int(length)]
+    return int(code), headers, body
+
+
+def _dechunk(body: bytes) -> bytes:
+    """A chunked body's payload (trailers ignored); ``BadAnswer`` if malformed or cut short."""
+    out, pos = bytearray(), 0
+    while True:
+        end = body.find(b"\r\n", pos)
+        size_field = body[pos:end].split(b";", 1)[0].strip() if end >= 0 else b""
+        try:
+            size = int(size_field, 16)
+        except ValueError:
+            raise BadAnswer("malformed chunked body") from None
+        if size == 0:
+            return bytes(out)
+        start = end + 2
+        if size < 0 or len(body) < start + size + 2:
+            raise BadAnswer("the server closed the connection before the end of its answer")
+        out += body[start : start + size]
+        pos = start + size + 2
 
 
 def _replay(
@@ -218,7 +290,7 @@ def _httpx_error(httpx: Any, stage: str, exc: BaseException, request: Any) -> Ex
         kind = httpx.ConnectTimeout if stage == "connect" else httpx.ReadTimeout
     elif stage == "connect":
         kind = httpx.ConnectError
-    elif isinstance(exc, http.client.HTTPException):
+    elif isinstance(exc, BadAnswer):
         kind = httpx.RemoteProtocolError
     else:
         kind = httpx.ReadError
