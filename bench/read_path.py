@@ -144,13 +144,11 @@ def main() -> int:
         bao = measure(name, bao_url, f"X-Vault-Token: {bao_token}", args)
     rows["OpenBao KV v2"] = bao
     slow = run_anchor(args, "app", "asyncio", "h11", body)
-    fast = max(
-        (
-            run_anchor(args, app, "uvloop", "httptools", body)
-            for app in (("app",) if args.smoke else ("app", "raw"))
-        ),
-        key=lambda r: r["rps"],
-    )
+    ceilings = {
+        app: run_anchor(args, app, "uvloop", "httptools", body)
+        for app in (("app",) if args.smoke else ("app", "raw"))
+    }
+    fast = max(ceilings.values(), key=lambda r: r["rps"])
     rows |= {"ceiling asyncio+h11": slow, "ceiling uvloop+httptools": fast}
     report.data["extra"]["rows"] = rows
     report.figure("securekey req/s", ours["rps"], "req/s", anchor=bao["rps"],
@@ -161,6 +159,13 @@ def main() -> int:
     report.figure("securekey req/s", ours["rps"], "req/s", anchor=fast["rps"],
                   anchor_label="ceiling uvloop+httptools", goal=">= 0.5x ceiling",
                   met=ours["rps"] >= 0.5 * fast["rps"])  # fmt: skip
+    # The issue's own anchor is bare Starlette on that stack; the line above holds us to the
+    # faster of it and a bare ASGI callable. Both are printed.
+    starlette = ceilings["app"]
+    report.figure("securekey req/s", ours["rps"], "req/s", anchor=starlette["rps"],
+                  anchor_label="bare Starlette on uvloop+httptools",
+                  goal=">= 0.5x Starlette ceiling",
+                  met=ours["rps"] >= 0.5 * starlette["rps"])  # fmt: skip
     report.figure("ceiling uvloop+httptools", fast["rps"], "req/s", anchor=slow["rps"],
                   anchor_label="ceiling asyncio+h11")  # fmt: skip
     report.save()
