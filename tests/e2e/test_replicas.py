@@ -209,6 +209,43 @@ def test_replicas_started_together_agree_on_the_operator_token(pg_server: pg.PgS
                 store.close()
 
 
+def test_a_token_revoked_on_one_replica_is_refused_by_the_other_at_once(
+    replicas: Replicas,
+) -> None:
+    """B has just verified (and cached, for 5 s) an app token; A revokes it: B refuses it as
+    soon as the revocation notice arrives, not when its cached check expires."""
+    with replicas.a.client() as on_a:
+        app, _, _ = new_app(on_a)
+        judged = 0
+        for _ in range(3):  # a round where the revocation itself took > 2.5 s proves nothing
+            made = on_a.post(f"/apps/{app}/tokens", json={"description": "leaked"})
+            assert made.status_code == 201, made.text
+            token, token_id = made.json()["token"], made.json()["id"]
+            with httpx.Client(
+                base_url=replicas.b.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+            ) as on_b:
+                assert on_b.get(f"/apps/{app}/config-vars").status_code == 200
+                cached_at = time.monotonic()
+                revoked = on_a.delete(f"/apps/{app}/tokens/{token_id}")
+                assert revoked.status_code == 200, revoked.text
+                if time.monotonic() - cached_at > 2.5:
+                    continue
+                judged += 1
+                refused = wait_until(
+                    lambda: on_b.get(f"/apps/{app}/config-vars").status_code == 401,
+                    timeout=10,
+                    what="B refusing the revoked token",
+                    interval=0.01,
+                )
+                took = time.monotonic() - cached_at
+                print(f"B refused the revoked token {took * 1000:.0f} ms after caching it")
+                assert refused
+                # B's cached check would have lasted 5 s; the notice ended it well before.
+                assert took < 4.5, f"B accepted the revoked token for {took:.1f} s"
+        assert judged, "every revocation took over 2.5 s: the machine is too loaded to judge"
+
+
+# It ends by stopping both replicas (the module's fixture): keep it the module's last test.
 def test_scheduled_rotations_happen_once_across_replicas(replicas: Replicas) -> None:
     """Both schedulers run; each due add-on rotates once per period, one release per app each.
 
@@ -341,39 +378,3 @@ def _drain(stream: SseStream) -> None:
 def _logged_rotations(server: Server) -> int:
     """Rotations the server's scheduler reported in its log."""
     return sum(int(n) for n in re.findall(r"tick: (\d+) rotated", server.log()))
-
-
-def test_a_token_revoked_on_one_replica_is_refused_by_the_other_at_once(
-    replicas: Replicas,
-) -> None:
-    """B has just verified (and cached, for 5 s) an app token; A revokes it: B refuses it as
-    soon as the revocation notice arrives, not when its cached check expires."""
-    with replicas.a.client() as on_a:
-        app, _, _ = new_app(on_a)
-        judged = 0
-        for _ in range(3):  # a round where the revocation itself took > 2.5 s proves nothing
-            made = on_a.post(f"/apps/{app}/tokens", json={"description": "leaked"})
-            assert made.status_code == 201, made.text
-            token, token_id = made.json()["token"], made.json()["id"]
-            with httpx.Client(
-                base_url=replicas.b.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
-            ) as on_b:
-                assert on_b.get(f"/apps/{app}/config-vars").status_code == 200
-                cached_at = time.monotonic()
-                revoked = on_a.delete(f"/apps/{app}/tokens/{token_id}")
-                assert revoked.status_code == 200, revoked.text
-                if time.monotonic() - cached_at > 2.5:
-                    continue
-                judged += 1
-                refused = wait_until(
-                    lambda: on_b.get(f"/apps/{app}/config-vars").status_code == 401,
-                    timeout=10,
-                    what="B refusing the revoked token",
-                    interval=0.01,
-                )
-                took = time.monotonic() - cached_at
-                print(f"B refused the revoked token {took * 1000:.0f} ms after caching it")
-                assert refused
-                # B's cached check would have lasted 5 s; the notice ended it well before.
-                assert took < 4.5, f"B accepted the revoked token for {took:.1f} s"
-        assert judged, "every revocation took over 2.5 s: the machine is too loaded to judge"
