@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -108,33 +109,31 @@ class AddonsPart(RepositoryBase):
     def list_attachments_of(
         self, *, addon_ids: Collection[str] = (), app_ids: Collection[str] = ()
     ) -> list[Attachment]:
+        where = self._attachments_of(addon_ids, app_ids)
+        if where is None:
+            return []
+        c = t.attachments.c
+        query = sa.select(t.attachments).where(where).order_by(c.created_at, c.name)
+        return self._all(query, rows.attachment)
+
+    def _attachments_of(self, addon_ids: Collection[str], app_ids: Collection[str]) -> Any:
+        """Attachments of any of ``addon_ids`` or to any of ``app_ids``; None if both empty."""
         c = t.attachments.c
         clauses = []
         if addon_ids:
             clauses.append(self._among(c.addon_id, addon_ids))
         if app_ids:
             clauses.append(self._among(c.app_id, app_ids))
-        if not clauses:
-            return []
-        query = sa.select(t.attachments).where(sa.or_(*clauses)).order_by(c.created_at, c.name)
-        return self._all(query, rows.attachment)
+        return sa.or_(*clauses) if clauses else None
 
     def attachment_links(
         self, *, addon_ids: Collection[str] = (), app_ids: Collection[str] = ()
     ) -> list[tuple[str, str, str]]:
-        c = t.attachments.c
-        clauses = []
-        if addon_ids:
-            clauses.append(self._among(c.addon_id, addon_ids))
-        if app_ids:
-            clauses.append(self._among(c.app_id, app_ids))
-        if not clauses:
+        where = self._attachments_of(addon_ids, app_ids)
+        if where is None:
             return []
-        query = (
-            sa.select(c.addon_id, c.app_id, c.name)
-            .where(sa.or_(*clauses))
-            .order_by(c.app_id, c.name)
-        )
+        c = t.attachments.c
+        query = sa.select(c.addon_id, c.app_id, c.name).where(where).order_by(c.app_id, c.name)
         return [
             (addon_id, app_id, name) for addon_id, app_id, name in self.conn.execute(query).all()
         ]
