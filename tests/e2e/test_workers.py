@@ -11,8 +11,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests import pg
@@ -86,11 +89,12 @@ def _read_until(sock: socket.socket, pattern: re.Pattern[bytes]) -> bytes:
     return seen
 
 
-def test_two_workers_on_postgres_serve_and_both_push_a_release(
+@contextmanager
+def _two_workers(
     pg_server: pg.PgServer, tmp_path: Path
-) -> None:
-    """With --workers 2 on PostgreSQL two processes serve one port, and watch streams held by
-    each of them receive the rotated pair (each worker hears the release through LISTEN)."""
+) -> Iterator[tuple[Server, httpx.Client, set[int]]]:
+    """``securekey server --workers 2`` on a fresh PostgreSQL database: the server, an operator
+    client, and the two worker pids (checked to be two)."""
     url = new_pg_database(pg_server)
     try:
         with (
@@ -104,29 +108,38 @@ def test_two_workers_on_postgres_serve_and_both_push_a_release(
         ):
             workers = _children(server.process.pid)
             assert len(workers) == 2, workers
-            http.post("/apps", json={"name": "service-1"}).raise_for_status()
-            http.post("/apps/service-1/addons", json={"plan": "securekey:fortnightly"})
-            app_token = http.post("/apps/service-1/tokens", json={}).json()["token"]
-            port = int(server.url.rsplit(":", 1)[1])
-            streams: dict[int, list[socket.socket]] = {}
-            for _ in range(60):  # the kernel picks the accepting worker: open until both hold one
-                sock = _open_stream(server, app_token)
-                holder = _holder(port, sock.getsockname()[1], workers)
-                assert holder is not None
-                streams.setdefault(holder, []).append(sock)
-                if len(streams) == 2:
-                    break
-            assert set(streams) == workers, "the streams all landed on one worker"
-            addon = http.get("/apps/service-1/addons").json()[0]["name"]
-            http.post(f"/addons/{addon}/actions/rotate").raise_for_status()
-            pair = http.get("/apps/service-1/config-vars").json()["SECURE_KEY"]
-            for socks in streams.values():
-                for sock in socks:
-                    got = _read_until(sock, re.compile(rb"\nid: 3\n.*\n\n", re.S))
-                    assert pair.encode() in got.split(b"\nid: 3\n", 1)[1]
-                    sock.close()
+            yield server, http, workers
     finally:
         drop_pg_database(pg_server, url)
+
+
+def test_two_workers_on_postgres_serve_and_both_push_a_release(
+    pg_server: pg.PgServer, tmp_path: Path
+) -> None:
+    """With --workers 2 on PostgreSQL two processes serve one port, and watch streams held by
+    each of them receive the rotated pair (each worker hears the release through LISTEN)."""
+    with _two_workers(pg_server, tmp_path) as (server, http, workers):
+        http.post("/apps", json={"name": "service-1"}).raise_for_status()
+        http.post("/apps/service-1/addons", json={"plan": "securekey:fortnightly"})
+        app_token = http.post("/apps/service-1/tokens", json={}).json()["token"]
+        port = int(server.url.rsplit(":", 1)[1])
+        streams: dict[int, list[socket.socket]] = {}
+        for _ in range(60):  # the kernel picks the accepting worker: open until both hold one
+            sock = _open_stream(server, app_token)
+            holder = _holder(port, sock.getsockname()[1], workers)
+            assert holder is not None
+            streams.setdefault(holder, []).append(sock)
+            if len(streams) == 2:
+                break
+        assert set(streams) == workers, "the streams all landed on one worker"
+        addon = http.get("/apps/service-1/addons").json()[0]["name"]
+        http.post(f"/addons/{addon}/actions/rotate").raise_for_status()
+        pair = http.get("/apps/service-1/config-vars").json()["SECURE_KEY"]
+        for socks in streams.values():
+            for sock in socks:
+                got = _read_until(sock, re.compile(rb"\nid: 3\n.*\n\n", re.S))
+                assert pair.encode() in got.split(b"\nid: 3\n", 1)[1]
+                sock.close()
 
 
 def test_workers_on_sqlite_are_refused_with_the_reason(tmp_path: Path) -> None:
@@ -153,33 +166,19 @@ def test_a_killed_worker_is_replaced_and_the_port_keeps_serving(
 ) -> None:
     """SIGKILL of one of two workers: the supervisor starts a new one within seconds, the
     survivor answers meanwhile, and afterwards every request on the shared port succeeds."""
-    url = new_pg_database(pg_server)
-    try:
-        with (
-            running_server(
-                tmp_path / "data",
-                database_url=url,
-                master_key=base64.b64encode(secrets.token_bytes(32)).decode(),
-                args=("--workers", "2"),
-            ) as server,
-            server.client() as http,
-        ):
-            workers = _children(server.process.pid)
-            assert len(workers) == 2, workers
-            http.post("/apps", json={"name": "service-1"}).raise_for_status()
-            victim = min(workers)
-            os.kill(victim, signal.SIGKILL)
-            served_meanwhile = http.get("/apps/service-1")
-            assert served_meanwhile.status_code == 200, served_meanwhile.text
-            replaced = wait_until(
-                lambda: (now := _children(server.process.pid)) - workers and len(now) == 2 and now,
-                timeout=30,
-                what="a new worker in place of the killed one",
-            )
-            assert victim not in replaced
-            print(f"killed worker {victim}; workers now {sorted(replaced)}")
-            answers = [http.get("/apps/service-1").status_code for _ in range(40)]
-            assert answers == [200] * 40, answers
-            assert server.process.poll() is None, "the supervisor exited with a worker"
-    finally:
-        drop_pg_database(pg_server, url)
+    with _two_workers(pg_server, tmp_path) as (server, http, workers):
+        http.post("/apps", json={"name": "service-1"}).raise_for_status()
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        served_meanwhile = http.get("/apps/service-1")
+        assert served_meanwhile.status_code == 200, served_meanwhile.text
+        replaced = wait_until(
+            lambda: (now := _children(server.process.pid)) - workers and len(now) == 2 and now,
+            timeout=30,
+            what="a new worker in place of the killed one",
+        )
+        assert victim not in replaced
+        print(f"killed worker {victim}; workers now {sorted(replaced)}")
+        answers = [http.get("/apps/service-1").status_code for _ in range(40)]
+        assert answers == [200] * 40, answers
+        assert server.process.poll() is None, "the supervisor exited with a worker"
